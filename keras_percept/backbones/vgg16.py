@@ -1,0 +1,47 @@
+"""VGG16 trunk laid out like `torchvision.models.vgg16().features`."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from keras_percept.backbones.base import Backbone
+
+# Stages of 3x3 convolutions (filters per conv); a 2x2 max-pool separates stages.
+_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+@keras.saving.register_keras_serializable(package="keras_percept")
+class VGG16Backbone(Backbone):
+    """VGG16 features tapped at relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
+
+    Conv layers are named `features_N` after torchvision's `features.N`
+    (indices 0, 2, 5, 7, 10, …, 28). Keras's own `keras.applications.VGG16`
+    weights come from Caffe and are *not* torchvision's: LPIPS needs these.
+
+    Example:
+
+    >>> trunk = VGG16Backbone()
+    >>> [f.shape[1] for f in trunk(np.zeros((1, 64, 64, 3), "float32"))]
+    [64, 32, 16, 8, 4]
+    """
+
+    TAP_CHANNELS = (64, 128, 256, 512, 512)
+    TAP_REDUCTIONS = (1, 2, 4, 8, 16)
+    MIN_SIZE = 16
+
+    def __init__(self, **kwargs):
+        inputs = keras.Input((None, None, 3))
+        x = inputs
+        taps = []
+        index = 0
+        for stage, widths in enumerate(_STAGES):
+            if stage:
+                x = layers.MaxPooling2D(2, strides=2, name=f"features_{index}")(x)
+                index += 1
+            for filters in widths:
+                x = layers.Conv2D(filters, 3, padding="same", name=f"features_{index}")(x)
+                x = layers.ReLU(name=f"features_{index + 1}")(x)
+                index += 2
+            taps.append(x)
+        super().__init__(inputs=inputs, outputs=taps, **kwargs)

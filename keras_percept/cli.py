@@ -1,0 +1,118 @@
+"""The `keras-percept` command line.
+
+    keras-percept distance A.png B.png [--net alex] [--spatial heat.png]
+    keras-percept distance DIR0 DIR1 --out distances.csv
+    keras-percept distance DIR --out allpairs.csv
+    keras-percept convert --net alex --trunk-weights imagenet -o alex.keras
+    keras-percept demo --out demo_out
+
+Errors (bad files, bad values, missing weights offline) print one line
+`keras-percept: error: ...` and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from keras_percept.distance import DEFAULT_NET
+
+NETS = ("effnet-lite0", "alex", "vgg", "squeeze")
+
+
+def _add_distance(sub) -> None:
+    p = sub.add_parser("distance", help="LPIPS distance between two images, two folders, or all pairs in a folder.")
+    p.add_argument("path0", help="image file, or folder")
+    p.add_argument("path1", nargs="?", help="image file or folder; omit to compare all pairs in path0")
+    p.add_argument("--net", default=DEFAULT_NET, choices=NETS,
+                   help=f"trunk of the pretrained metric (default {DEFAULT_NET}: offline, uncalibrated baseline)")
+    p.add_argument("--version", default="0.1", choices=("0.1", "0.0"), help="LPIPS version (default 0.1)")
+    p.add_argument("--model", help="a trained metric saved as .keras (overrides --net)")
+    p.add_argument("--spatial", metavar="PNG_OR_DIR",
+                   help="write the spatial distance map as a heatmap PNG (a folder of PNGs for folders)")
+    p.add_argument("--out", metavar="CSV", help="write name,path0,path1,distance rows (default for folders: stdout)")
+    p.set_defaults(func=_run_distance)
+
+
+def _run_distance(args) -> None:
+    from keras_percept.distance import (
+        collect_pairs, compute_distances, heatmap_filename, load_metric, write_csv,
+    )
+
+    pairs = collect_pairs(args.path0, args.path1)
+    single = len(pairs) == 1 and args.path1 is not None and not os.path.isdir(args.path0)
+    heatmaps = None
+    if args.spatial:
+        if single and not args.spatial.lower().endswith(".png"):
+            raise ValueError(f"--spatial must name a .png file for two images. Received: {args.spatial!r}")
+        heatmaps = [args.spatial] if single else [os.path.join(args.spatial, heatmap_filename(p)) for p in pairs]
+    metric = load_metric(args.net, model_path=args.model, version=args.version)
+    distances = compute_distances(metric, pairs, heatmap_paths=heatmaps, progress=True)
+    if args.out:
+        write_csv(args.out, pairs, distances)
+        print(f"wrote {len(pairs)} distance(s) to {args.out}")
+    if single:
+        print(f"{distances[0]:.6f}")
+    elif not args.out:
+        for pair, d in zip(pairs, distances):
+            print(f"{pair.name},{d:.6f}")
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="PyTorch LPIPS/torchvision weights -> a .keras metric.")
+    p.add_argument("--net", required=True, choices=NETS)
+    p.add_argument("--version", default="0.1", choices=("0.1", "0.0"))
+    p.add_argument("--trunk-weights", default="imagenet",
+                   help="'imagenet' (download torchvision's / the shipped EfficientNet), a .pth path, or 'none'")
+    p.add_argument("--lin-weights", default="official", help="'official', a .pth path, or 'none'")
+    p.add_argument("--baseline", action="store_true", help="no linear layers (lpips=False)")
+    p.add_argument("-o", "--output", required=True, help="output .keras file")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args) -> None:
+    from keras_percept.convert import convert_lpips
+
+    none = lambda v: None if v.lower() == "none" else v  # noqa: E731
+    convert_lpips(args.net, version=args.version, trunk_weights=none(args.trunk_weights),
+                  lin_weights=none(args.lin_weights), lpips=not args.baseline, output=args.output)
+    print(f"saved {args.output}")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="Distances and heatmaps on real photos shipped with scikit-image (offline).")
+    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--net", default=DEFAULT_NET, choices=NETS)
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> None:
+    from keras_percept.demo import run_demo
+
+    run_demo(args.out, net=args.net)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-percept", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_distance(sub)
+    _add_convert(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, ImportError, ConnectionError) as err:
+        print(f"keras-percept: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

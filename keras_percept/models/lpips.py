@@ -1,0 +1,240 @@
+"""The LPIPS distance model (Zhang et al., CVPR 2018), backend-neutral."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from keras_percept.backbones import BACKBONES, get_backbone
+from keras_percept.images import check_image_batch_pair
+from keras_percept.layers.normalization import ChannelUnitNormalization
+from keras_percept.layers.scaling import InputScaling
+from keras_percept.models.presets import SCALING
+
+INPUT_RANGES = ("[-1,1]", "[0,1]")
+VERSIONS = ("0.1", "0.0")
+
+
+@keras.saving.register_keras_serializable(package="keras_percept")
+class LPIPS(keras.Model):
+    """Learned Perceptual Image Patch Similarity between two image batches.
+
+    For each trunk tap: features of both images are unit-normalised across
+    channels, their squared difference is weighted per channel by a
+    non-negative 1x1 convolution ("lin" layer), then averaged over space (or
+    bilinearly upsampled to the input size for a spatial map); the taps are
+    summed. One trunk pass runs over both batches concatenated.
+
+    Inputs are channels-last float images `(N, H, W, 3)`, both of the same
+    shape, in `input_range`. Calling the model checks ranks, channels, dtypes
+    and shapes; value checks (NaN, range) need the data on the host, so they
+    happen in `distance()` and the CLI.
+
+    Args:
+        net: trunk, one of `"alex"`, `"vgg"`, `"squeeze"`, `"effnet-lite0"`.
+            Defaults to `"alex"`.
+        version: `"0.1"` (scaling layer on) or `"0.0"` (the original release,
+            no input scaling). Defaults to `"0.1"`.
+        lpips: `True` for learned linear layers; `False` for the uncalibrated
+            baseline (channel sum, every tap weighted equally). Defaults to `True`.
+        spatial: return a `(N, H, W, 1)` distance map instead of `(N,)`.
+            Defaults to `False`.
+        input_range: `"[-1,1]"` or `"[0,1]"` (mapped to [-1, 1] by 2x - 1).
+            Defaults to `"[-1,1]"`.
+        dropout: dropout rate before each linear layer (training only).
+            Defaults to `0.0`.
+        return_per_layer: also return the per-tap terms, as
+            `(total, [term_0, ...])`. Defaults to `False`.
+        trunk_trainable: whether trunk weights are trainable. Defaults to `False`.
+        epsilon: added to the channel norm (reference: 1e-10). Defaults to `1e-10`.
+
+    Example:
+
+    >>> model = keras_percept.LPIPS(net="alex")
+    >>> x0 = np.random.uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+    >>> model((x0, x0[::-1])).shape
+    (4,)
+
+    Reference: Zhang, Isola, Efros, Shechtman, Wang. "The Unreasonable
+    Effectiveness of Deep Features as a Perceptual Metric", CVPR 2018.
+    """
+
+    def __init__(
+        self,
+        net: str = "alex",
+        version: str = "0.1",
+        lpips: bool = True,
+        spatial: bool = False,
+        input_range: str = "[-1,1]",
+        dropout: float = 0.0,
+        return_per_layer: bool = False,
+        trunk_trainable: bool = False,
+        epsilon: float = 1e-10,
+        **kwargs,
+    ):
+        if net not in BACKBONES:
+            raise ValueError(f"Argument `net` must be one of {sorted(BACKBONES)}. Received: net={net!r}")
+        if str(version) not in VERSIONS:
+            raise ValueError(f"Argument `version` must be one of {VERSIONS}. Received: version={version!r}")
+        if input_range not in INPUT_RANGES:
+            raise ValueError(
+                f"Argument `input_range` must be one of {INPUT_RANGES}. Received: input_range={input_range!r}"
+            )
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"Argument `dropout` must be in [0, 1). Received: dropout={dropout!r}")
+        super().__init__(**kwargs)
+        self.net = net
+        self.version = str(version)
+        self.lpips = bool(lpips)
+        self.spatial = bool(spatial)
+        self.input_range = input_range
+        self.dropout = float(dropout)
+        self.return_per_layer = bool(return_per_layer)
+        self.trunk_trainable = bool(trunk_trainable)
+        self.epsilon = float(epsilon)
+
+        self.backbone = get_backbone(net, name=f"{net.replace('-', '_')}_trunk")
+        self.backbone.trainable = self.trunk_trainable
+        self.scaling = InputScaling(**SCALING[net], name="scaling") if self.version == "0.1" else None
+        self.normalize = ChannelUnitNormalization(self.epsilon, name="normalize")
+        self.lins = []
+        self.dropouts = []
+        if self.lpips:
+            for k, channels in enumerate(self.backbone.TAP_CHANNELS):
+                lin = layers.Conv2D(
+                    1,
+                    1,
+                    use_bias=False,
+                    kernel_initializer=keras.initializers.Constant(1.0 / channels),
+                    kernel_constraint=keras.constraints.NonNeg(),
+                    name=f"lin_{k}",
+                )
+                lin.build((None, None, None, channels))
+                self.lins.append(lin)
+                self.dropouts.append(layers.Dropout(self.dropout, name=f"lin_{k}_dropout"))
+        self.built = True
+
+    @property
+    def tap_channels(self) -> tuple[int, ...]:
+        return self.backbone.TAP_CHANNELS
+
+    def call(self, inputs, training=None):
+        x0, x1 = self._unpack(inputs)
+        if self.input_range == "[0,1]":
+            x0, x1 = 2.0 * x0 - 1.0, 2.0 * x1 - 1.0
+        if self.scaling is not None:
+            x0, x1 = self.scaling(x0), self.scaling(x1)
+        n = ops.shape(x0)[0]
+        features = self.backbone(ops.concatenate([x0, x1], axis=0), training=training)
+        size = ops.shape(x0)[1:3]
+        terms = []
+        for k, feature in enumerate(features):
+            feature = self.normalize(feature)
+            diff = ops.square(feature[:n] - feature[n:])
+            if self.lpips:
+                term = self.lins[k](self.dropouts[k](diff, training=training))
+            else:
+                term = ops.sum(diff, axis=-1, keepdims=True)
+            if self.spatial:
+                term = ops.image.resize(term, size, interpolation="bilinear", antialias=False)
+            else:
+                term = ops.mean(term, axis=(1, 2, 3))
+            terms.append(term)
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        return (total, terms) if self.return_per_layer else total
+
+    def _unpack(self, inputs):
+        if isinstance(inputs, dict):
+            missing = {"x0", "x1"} - set(inputs)
+            if missing:
+                raise ValueError(
+                    f"LPIPS inputs as a dict need keys 'x0' and 'x1'. Received keys: {sorted(inputs)}"
+                )
+            inputs = (inputs["x0"], inputs["x1"])
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(
+                "LPIPS expects a pair of image batches `(x0, x1)`. "
+                f"Received: {type(inputs).__name__}"
+                + (f" of length {len(inputs)}" if isinstance(inputs, (list, tuple)) else "")
+            )
+        x0, x1 = inputs
+        check_image_batch_pair(
+            tuple(x0.shape), tuple(x1.shape), keras.backend.standardize_dtype(x0.dtype),
+            keras.backend.standardize_dtype(x1.dtype), min_size=self.backbone.MIN_SIZE, net=self.net,
+        )
+        return x0, x1
+
+    def distance(self, x0, x1, batch_size: int = 32) -> np.ndarray:
+        """Distances for NumPy image batches, with full input validation.
+
+        Checks everything `call` checks plus NaN/Inf and that values lie in
+        `input_range`, then runs the model in batches without tracking
+        gradients. Single images `(H, W, 3)` are accepted too.
+
+        Returns:
+            `(N,)` distances, or `(N, H, W, 1)` maps when `spatial=True`.
+
+        Example:
+
+        >>> LPIPS(net="alex").distance(img_a, img_b)  # doctest: +SKIP
+        array([0.213], dtype=float32)
+        """
+        from keras_percept.images import check_image_values
+
+        x0, x1 = np.asarray(x0), np.asarray(x1)
+        if x0.ndim == 3 and x1.ndim == 3:
+            x0, x1 = x0[None], x1[None]
+        check_image_batch_pair(
+            x0.shape, x1.shape, str(x0.dtype), str(x1.dtype), min_size=self.backbone.MIN_SIZE, net=self.net
+        )
+        check_image_values(x0, "x0", self.input_range)
+        check_image_values(x1, "x1", self.input_range)
+        outputs = []
+        for start in range(0, len(x0), batch_size):
+            out = self.predict_on_batch(
+                (x0[start:start + batch_size].astype("float32"), x1[start:start + batch_size].astype("float32"))
+            )
+            outputs.append(np.asarray(out[0] if self.return_per_layer else out))
+        return np.concatenate(outputs, axis=0)
+
+    def with_options(self, **overrides) -> "LPIPS":
+        """A twin of this model sharing its weights, with config `overrides` (e.g. `spatial=True`).
+
+        Returns `self` when nothing changes. Weight-shaping options (`net`,
+        `lpips`) cannot be overridden.
+
+        Example:
+
+        >>> heatmaps = LPIPS(net="alex").with_options(spatial=True)
+        """
+        fixed = {"net", "lpips"} & set(overrides)
+        if fixed:
+            raise ValueError(f"Options {sorted(fixed)} change the weights and cannot be overridden.")
+        config = {**self.get_config(), **overrides}
+        if config == self.get_config():
+            return self
+        twin = LPIPS.from_config(config)
+        twin.set_weights(self.get_weights())
+        return twin
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "net": self.net,
+            "version": self.version,
+            "lpips": self.lpips,
+            "spatial": self.spatial,
+            "input_range": self.input_range,
+            "dropout": self.dropout,
+            "return_per_layer": self.return_per_layer,
+            "trunk_trainable": self.trunk_trainable,
+            "epsilon": self.epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LPIPS":
+        return cls(**config)
