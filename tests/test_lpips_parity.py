@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import photo_pairs
+from photo_utils import photo_pairs
 from keras_percept.convert import convert_lpips, official_lin_path, split_lpips_state_dict
 from torch_reference import reference_lpips, run_reference, state_dict_numpy
 
@@ -110,3 +110,18 @@ def test_full_reference_state_dict_converts(references):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(model((x0, x1))), run_reference(ref, x0, x1).ravel(), atol=TOL, rtol=0
     )
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_minimum_size_is_the_reference_limit(references, net):
+    """MIN_SIZE runs in the reference; one pixel less fails there too."""
+    import torch
+
+    from keras_percept.backbones import BACKBONES
+
+    size = BACKBONES[net].MIN_SIZE
+    ref = references[net]
+    with torch.no_grad():
+        ref(torch.zeros(1, 3, size, size), torch.ones(1, 3, size, size) * 0.5)
+        with pytest.raises(RuntimeError, match="Output size is too small"):
+            ref(torch.zeros(1, 3, size - 1, size - 1), torch.ones(1, 3, size - 1, size - 1) * 0.5)

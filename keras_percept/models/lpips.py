@@ -121,17 +121,29 @@ class LPIPS(keras.Model):
 
     def call(self, inputs, training=None):
         x0, x1 = self._unpack(inputs)
-        if self.input_range == "[0,1]":
-            x0, x1 = 2.0 * x0 - 1.0, 2.0 * x1 - 1.0
-        if self.scaling is not None:
-            x0, x1 = self.scaling(x0), self.scaling(x1)
         n = ops.shape(x0)[0]
-        features = self.backbone(ops.concatenate([x0, x1], axis=0), training=training)
-        size = ops.shape(x0)[1:3]
+        features = self.normalized_features(ops.concatenate([x0, x1], axis=0), training=training)
+        f0 = [f[:n] for f in features]
+        f1 = [f[n:] for f in features]
+        return self.distance_from_features(f0, f1, ops.shape(x0)[1:3], training=training)
+
+    def normalized_features(self, images, training=None) -> list:
+        """Unit-normalised trunk taps of `images` (in `input_range`), one tensor per tap.
+
+        One call over a concatenation of several batches runs the trunk once;
+        `distance_from_features` then compares any two of them.
+        """
+        if self.input_range == "[0,1]":
+            images = 2.0 * images - 1.0
+        if self.scaling is not None:
+            images = self.scaling(images)
+        return [self.normalize(f) for f in self.backbone(images, training=training)]
+
+    def distance_from_features(self, f0: list, f1: list, size=None, training=None):
+        """LPIPS from two lists of normalised taps; `size` = (H, W) of the spatial map."""
         terms = []
-        for k, feature in enumerate(features):
-            feature = self.normalize(feature)
-            diff = ops.square(feature[:n] - feature[n:])
+        for k, (a, b) in enumerate(zip(f0, f1)):
+            diff = ops.square(a - b)
             if self.lpips:
                 term = self.lins[k](self.dropouts[k](diff, training=training))
             else:
@@ -145,6 +157,24 @@ class LPIPS(keras.Model):
         for term in terms[1:]:
             total = total + term
         return (total, terms) if self.return_per_layer else total
+
+    def channel_means(self, f0: list, f1: list):
+        """Per-channel spatial means of squared normalised differences, concatenated over taps.
+
+        With dropout off, `distance = channel_means(...) @ linear_weights()`
+        exactly (linear layers are 1x1 convolutions, which commute with the
+        spatial mean). This is what the fast `lin` feature cache stores.
+
+        Returns:
+            `(N, sum(tap_channels))`.
+        """
+        return ops.concatenate([ops.mean(ops.square(a - b), axis=(1, 2)) for a, b in zip(f0, f1)], axis=-1)
+
+    def linear_weights(self):
+        """All linear-layer weights as one `(sum(tap_channels),)` vector (ones for `lpips=False`)."""
+        if not self.lpips:
+            return ops.ones((sum(self.tap_channels),))
+        return ops.concatenate([ops.reshape(lin.kernel, (-1,)) for lin in self.lins], axis=0)
 
     def _unpack(self, inputs):
         if isinstance(inputs, dict):
