@@ -1,0 +1,208 @@
+"""BAPPS-layout folders → `tf.data` pipelines, usable by `model.fit` on every Keras backend.
+
+2AFC batches are `((ref, p0, p1), judge)` and JND batches `((p0, p1), same)`:
+images float32 `(N, patch_size, patch_size, 3)` channels last, in
+`value_range` (`"[-1,1]"` by default, what `LPIPS` expects); labels float32
+`(N,)` in [0, 1]. Stored images of another size are resized (bilinear,
+antialiased), as the reference resizes BAPPS's 256-pixel patches to 64.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+from keras_percept.data.augment import TripletAugmentation, crop_and_flip, mixup, smooth_labels
+from keras_percept.data.bad_data import warn_skipped
+from keras_percept.data.layout import ItemIndex, index_2afc, index_jnd
+
+VALUE_RANGES = ("[-1,1]", "[0,1]")
+
+
+def load_2afc(
+    root: str | os.PathLike,
+    split: str = "train",
+    categories: Sequence[str] | None = None,
+    *,
+    patch_size: int = 64,
+    batch_size: int = 50,
+    value_range: str = "[-1,1]",
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: TripletAugmentation | None = None,
+    drop_remainder: bool = False,
+    prefetch: bool = True,
+    on_error: str = "raise",
+    verify: str = "full",
+    image_size: int | None = None,
+) -> tf.data.Dataset:
+    """2AFC triplets of a BAPPS-layout folder as batches `((ref, p0, p1), judge)`.
+
+    `judge` is the fraction of judges who found `p1` closer to `ref`.
+    Items come in category order, then file-name order, unless `shuffle`.
+
+    Args:
+        root: folder holding `2afc/` (BAPPS's `dataset/`, or the embedded set's root).
+        split: `"train"` or `"val"`. Defaults to `"train"`.
+        categories: category folders to read, e.g. `["traditional", "cnn"]`;
+            `None` reads all present. Defaults to `None`.
+        patch_size: side length of the returned images. Defaults to `64`.
+        batch_size: items per batch. Defaults to `50` (the reference's).
+        value_range: `"[-1,1]"` or `"[0,1]"`. Defaults to `"[-1,1]"`.
+        shuffle: reshuffle the items every epoch. Defaults to `False`.
+        seed: seed for shuffling and augmentation. Defaults to `0`.
+        augment: a `TripletAugmentation`, or `None` for none. Defaults to `None`.
+        drop_remainder: drop a last, smaller batch. Defaults to `False`.
+        prefetch: prefetch batches in the background. Defaults to `True`.
+        on_error: `"raise"` or `"skip"` for bad items; see `index_2afc`.
+            Defaults to `"raise"`.
+        verify: `"full"` or `"header"`; see `index_2afc`. Defaults to `"full"`.
+        image_size: required stored image size; see `index_2afc`. Defaults to `None`.
+
+    Example:
+
+    >>> ds = load_2afc("dataset", "val", ["traditional"], batch_size=8)  # doctest: +SKIP
+    >>> (ref, p0, p1), judge = next(iter(ds))  # doctest: +SKIP
+    >>> ref.shape, judge.shape  # doctest: +SKIP
+    (TensorShape([8, 64, 64, 3]), TensorShape([8]))
+    """
+    index = index_2afc(root, split, categories, on_error=on_error, verify=verify, image_size=image_size)
+    warn_skipped(index.skipped, len(index) + len(index.skipped), os.path.join(os.fspath(root), "2afc", split))
+    return dataset_from_index(
+        index, patch_size=patch_size, batch_size=batch_size, value_range=value_range, shuffle=shuffle,
+        seed=seed, augment=augment, drop_remainder=drop_remainder, prefetch=prefetch,
+    )
+
+
+def load_2afc_by_category(
+    root: str | os.PathLike,
+    split: str = "val",
+    categories: Sequence[str] | None = None,
+    *,
+    patch_size: int = 64,
+    batch_size: int = 50,
+    value_range: str = "[-1,1]",
+    on_error: str = "raise",
+    verify: str = "full",
+    image_size: int | None = None,
+) -> dict[str, tf.data.Dataset]:
+    """One unshuffled, unaugmented 2AFC pipeline per category, for evaluation; arguments as in `load_2afc`.
+
+    Example:
+
+    >>> for category, ds in load_2afc_by_category("dataset", "val").items():  # doctest: +SKIP
+    ...     print(category, ds.cardinality().numpy())
+    """
+    index = index_2afc(root, split, categories, on_error=on_error, verify=verify, image_size=image_size)
+    warn_skipped(index.skipped, len(index) + len(index.skipped), os.path.join(os.fspath(root), "2afc", split))
+    return {
+        category: dataset_from_index(
+            index.select(category), patch_size=patch_size, batch_size=batch_size, value_range=value_range
+        )
+        for category in index.category_names
+    }
+
+
+def load_jnd(
+    root: str | os.PathLike,
+    categories: Sequence[str] | None = None,
+    *,
+    patch_size: int = 64,
+    batch_size: int = 50,
+    value_range: str = "[-1,1]",
+    on_error: str = "raise",
+    verify: str = "full",
+    image_size: int | None = None,
+) -> tf.data.Dataset:
+    """JND pairs of `<root>/jnd/val` as batches `((p0, p1), same)`, in order; arguments as in `load_2afc`.
+
+    `same` is the fraction of judges who saw no difference between `p0` and `p1`.
+
+    Example:
+
+    >>> (p0, p1), same = next(iter(load_jnd("dataset", ["traditional"])))  # doctest: +SKIP
+    """
+    index = index_jnd(root, categories, on_error=on_error, verify=verify, image_size=image_size)
+    warn_skipped(index.skipped, len(index) + len(index.skipped), os.path.join(os.fspath(root), "jnd", "val"))
+    return dataset_from_index(index, patch_size=patch_size, batch_size=batch_size, value_range=value_range)
+
+
+def dataset_from_index(
+    index: ItemIndex,
+    *,
+    patch_size: int = 64,
+    batch_size: int = 50,
+    value_range: str = "[-1,1]",
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: TripletAugmentation | None = None,
+    drop_remainder: bool = False,
+    prefetch: bool = True,
+) -> tf.data.Dataset:
+    """The `tf.data` pipeline over a checked `ItemIndex`; arguments as in `load_2afc`.
+
+    Example:
+
+    >>> ds = dataset_from_index(index_2afc("dataset", "val"), batch_size=16)  # doctest: +SKIP
+    """
+    _check_positive_int("patch_size", patch_size)
+    _check_positive_int("batch_size", batch_size)
+    if value_range not in VALUE_RANGES:
+        raise ValueError(f"Argument `value_range` must be one of {VALUE_RANGES}. Received: value_range={value_range!r}")
+    augment = augment or TripletAugmentation()
+    if augment.crop_size is not None and augment.crop_size > patch_size:
+        raise ValueError(
+            f"Augmentation `crop_size` must be <= patch_size={patch_size}. Received: crop_size={augment.crop_size}"
+        )
+    if len(index) == 0:
+        raise ValueError(f"No usable items in {index.root!r} (split {index.split!r}); nothing to load.")
+
+    paths = tuple(index.paths[d] for d in index.image_dirs)
+    ds = tf.data.Dataset.from_tensor_slices((paths, index.labels))
+    if shuffle:
+        ds = ds.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
+
+    def decode(files, label):
+        return tuple(_decode(f, patch_size) for f in files), label
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if augment.per_item:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda item, s: (crop_and_flip(item[0], s, augment), item[1]),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        )
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if augment.mixup_alpha > 0:
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda batch, s: mixup(batch[0], batch[1], s, augment.mixup_alpha)
+        )
+    if augment.label_smoothing > 0:
+        ds = ds.map(lambda images, label: (images, smooth_labels(label, augment.label_smoothing)))
+    if value_range == "[-1,1]":
+        ds = ds.map(lambda images, label: (tuple(2.0 * x - 1.0 for x in images), label))
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def _decode(path: tf.Tensor, patch_size: int) -> tf.Tensor:
+    """Reads one image as float32 RGB in [0, 1], resized to `patch_size` if its size differs."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    same_size = tf.reduce_all(tf.shape(image)[:2] == patch_size)
+    image = tf.cond(
+        same_size,
+        lambda: image,
+        lambda: tf.clip_by_value(
+            tf.image.resize(image, (patch_size, patch_size), method="bilinear", antialias=True), 0.0, 1.0
+        ),
+    )
+    image.set_shape((patch_size, patch_size, 3))
+    return image
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
