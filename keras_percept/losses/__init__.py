@@ -1,0 +1,63 @@
+"""2AFC, ranking and IQA losses: pure `keras.ops` functions plus serializable `keras.losses.Loss` classes.
+
+2AFC losses take `y_true` = h `(N,)`/`(N, 1)` (fraction of judges preferring
+p1) and `y_pred` = `(N, 3)` = `[d0, d1, logit]`; IQA losses take MOS and
+predicted quality. `get_loss(name)` builds one by its config name.
+"""
+
+from keras_percept.losses.iqa import (
+    FidelityLoss,
+    L1Loss,
+    L2Loss,
+    PairwiseRankLoss,
+    PLCCLoss,
+    SRCCLoss,
+    fidelity_loss,
+    l1_loss,
+    l2_loss,
+    pairwise_rank_loss,
+    plcc_loss,
+    soft_rank,
+    srcc_loss,
+)
+from keras_percept.losses.registry import LOSSES, get_loss
+from keras_percept.losses.twoafc import (
+    TwoAFCBCE,
+    TwoAFCFocal,
+    TwoAFCHinge,
+    TwoAFCMarginRanking,
+    TwoAFCSimilarityMSE,
+    twoafc_bce,
+    twoafc_focal,
+    twoafc_hinge,
+    twoafc_margin_ranking,
+    twoafc_similarity_mse,
+)
+
+__all__ = [
+    "LOSSES",
+    "FidelityLoss",
+    "L1Loss",
+    "L2Loss",
+    "PLCCLoss",
+    "PairwiseRankLoss",
+    "SRCCLoss",
+    "TwoAFCBCE",
+    "TwoAFCFocal",
+    "TwoAFCHinge",
+    "TwoAFCMarginRanking",
+    "TwoAFCSimilarityMSE",
+    "fidelity_loss",
+    "get_loss",
+    "l1_loss",
+    "l2_loss",
+    "pairwise_rank_loss",
+    "plcc_loss",
+    "soft_rank",
+    "srcc_loss",
+    "twoafc_bce",
+    "twoafc_focal",
+    "twoafc_hinge",
+    "twoafc_margin_ranking",
+    "twoafc_similarity_mse",
+]
