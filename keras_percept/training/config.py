@@ -1,0 +1,253 @@
+"""Training configuration: YAML → validated dataclasses; the resolved config is logged.
+
+Every key is a keyword argument of the code it configures (see README,
+"Training configuration"). `load_config` merges, in order: the paradigm's
+defaults, a YAML file, and `key.sub=value` overrides from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+PARADIGMS = ("lin", "tune", "scratch")
+NETS = ("alex", "vgg", "squeeze", "effnet-lite0")
+COMPARISONS = ("dist2logit", "difference", "log_ratio")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("reference", "constant", "cosine", "step", "linear", "exponential", "cosine_restarts")
+NONNEG = ("projection", "penalty", "barrier")
+STRATEGIES = ("auto", "none", "mirrored", "multiworker", "data_parallel")
+
+
+@dataclass
+class ModelConfig:
+    """The metric being trained.
+
+    `trunk_weights`: "imagenet" (pretrained; the shipped EfficientNet-Lite0 for
+    effnet-lite0) or None (random, the `scratch` paradigm). `dropout` is the
+    rate before each linear layer (the reference trains with 0.5).
+    """
+
+    net: str = "effnet-lite0"
+    version: str = "0.1"
+    trunk_weights: str | None = "imagenet"
+    dropout: float = 0.5
+    comparison: str = "dist2logit"
+    comparison_hidden: int = 32
+
+
+@dataclass
+class DataConfig:
+    """Where triplets come from. `dataset`: "embedded" (built offline) or a BAPPS root folder."""
+
+    dataset: str = "embedded"
+    train_categories: list[str] | None = None
+    val_categories: list[str] | None = None
+    patch_size: int = 64
+    batch_size: int = 50
+    n_train: int = 4000
+    n_val: int = 1200
+    seed: int = 0
+    crop_size: int | None = None
+    flip_left_right: bool = False
+    flip_up_down: bool = False
+    mixup_alpha: float = 0.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule.
+
+    `schedule="reference"` is the paper's: constant for `epochs - decay_epochs`
+    epochs, then linear decay to 0 over `decay_epochs`.
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    global_clipnorm: float | None = None
+    schedule: str = "reference"
+    epochs: int = 10
+    decay_epochs: int = 5
+    warmup_epochs: float = 0.0
+    step_every_epochs: int = 3
+    step_factor: float = 0.1
+    restart_epochs: int = 3
+    trunk_lr_factor: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; `paradigm` selects lin / tune / scratch defaults."""
+
+    paradigm: str = "lin"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: str = "bce"
+    nonneg: str = "projection"
+    early_stopping_patience: int | None = None
+    seed: int = 0
+    restarts: int = 1
+    strategy: str = "auto"
+    output_dir: str = "runs"
+    experiment: str = "keras_percept"
+    tracking_uri: str | None = None
+    steps_per_epoch: int | None = None
+
+    def validate(self) -> "TrainConfig":
+        """Raises `ValueError` naming the first invalid key; returns self."""
+        _choice("paradigm", self.paradigm, PARADIGMS)
+        _choice("model.net", self.model.net, NETS)
+        _choice("model.version", str(self.model.version), ("0.1", "0.0"))
+        _choice("model.comparison", self.model.comparison, COMPARISONS)
+        _choice("model.trunk_weights", self.model.trunk_weights, ("imagenet", None))
+        _choice("optim.optimizer", self.optim.optimizer, OPTIMIZERS)
+        _choice("optim.schedule", self.optim.schedule, SCHEDULES)
+        _choice("nonneg", self.nonneg, NONNEG)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _in_range("model.dropout", self.model.dropout, 0.0, 1.0, high_open=True)
+        _in_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
+        _in_range("data.mixup_alpha", self.data.mixup_alpha, 0.0, None)
+        _in_range("optim.weight_decay", self.optim.weight_decay, 0.0, None)
+        _in_range("optim.trunk_lr_factor", self.optim.trunk_lr_factor, 0.0, None)
+        for name in ("data.patch_size", "data.batch_size", "data.n_train", "data.n_val", "optim.epochs",
+                     "restarts", "model.comparison_hidden"):
+            _positive_int(name, _get(self, name))
+        if not self.optim.learning_rate > 0:
+            raise ValueError(f"`optim.learning_rate` must be > 0. Received: {self.optim.learning_rate!r}")
+        if self.optim.global_clipnorm is not None and not self.optim.global_clipnorm > 0:
+            raise ValueError(f"`optim.global_clipnorm` must be > 0 or null. Received: {self.optim.global_clipnorm!r}")
+        if not 0 <= self.optim.decay_epochs <= self.optim.epochs:
+            raise ValueError(
+                f"`optim.decay_epochs` must be in [0, optim.epochs={self.optim.epochs}]. "
+                f"Received: {self.optim.decay_epochs!r}"
+            )
+        if self.paradigm == "scratch" and self.model.trunk_weights is not None:
+            raise ValueError("Paradigm 'scratch' trains from random init: set model.trunk_weights: null.")
+        if self.paradigm in ("lin", "tune") and self.model.trunk_weights is None:
+            raise ValueError(f"Paradigm {self.paradigm!r} needs a pretrained trunk: model.trunk_weights: imagenet.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: What each paradigm changes from the dataclass defaults.
+PARADIGM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lin": {},
+    "tune": {"optim": {"trunk_lr_factor": 0.1}},
+    "scratch": {"model": {"trunk_weights": None}},
+}
+
+
+def _get(config, dotted: str):
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _choice(name: str, value, allowed: Sequence) -> None:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}. Received: {value!r}")
+
+
+def _in_range(name: str, value, low: float, high: float | None, *, high_open: bool = False) -> None:
+    bad = not isinstance(value, (int, float)) or value < low
+    if high is not None and not bad:
+        bad = value >= high if high_open else value > high
+    if bad:
+        upper = "" if high is None else (f", {high})" if high_open else f", {high}]")
+        interval = f"[{low}{upper}" if high is not None else f">= {low}"
+        raise ValueError(f"`{name}` must be in {interval}. Received: {value!r}")
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
+
+
+def _merge(base: dict, update: Mapping, path: str = "") -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        where = f"{path}{key}"
+        if key not in base:
+            raise ValueError(f"Unknown config key {where!r}. Known keys here: {sorted(base)}")
+        if isinstance(base[key], dict) and base[key] is not None:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"Config key {where!r} must be a mapping. Received: {value!r}")
+            out[key] = _merge(base[key], value, f"{where}.")
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """`"optim.learning_rate=3e-4"` → `{"optim": {"learning_rate": 0.0003}}` (values parsed as YAML).
+
+    Example:
+
+    >>> parse_override("data.flip=true")
+    {'data': {'flip': True}}
+    """
+    if "=" not in text:
+        raise ValueError(f"Overrides look like key.sub=value. Received: {text!r}")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def from_dict(values: Mapping) -> TrainConfig:
+    """Builds and validates a `TrainConfig` from nested plain data (unknown keys are errors)."""
+    merged = _merge(dataclasses.asdict(TrainConfig()), values)
+    config = TrainConfig(
+        **{k: v for k, v in merged.items() if k not in ("model", "data", "optim")},
+        model=ModelConfig(**merged["model"]),
+        data=DataConfig(**merged["data"]),
+        optim=OptimConfig(**merged["optim"]),
+    )
+    return config.validate()
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    paradigm: str | None = None,
+    overrides: Sequence[str] = (),
+) -> TrainConfig:
+    """Paradigm defaults ← YAML file ← overrides, validated.
+
+    Example:
+
+    >>> cfg = load_config("configs/lin.yaml", overrides=["optim.epochs=2"])  # doctest: +SKIP
+    """
+    values: dict = {}
+    if path is not None:
+        with open(path) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, Mapping):
+            raise ValueError(f"{path!r} must hold a YAML mapping. Received: {type(loaded).__name__}")
+        values = dict(loaded)
+    chosen = paradigm or values.get("paradigm", "lin")
+    _choice("paradigm", chosen, PARADIGMS)
+    layered = _merge(dataclasses.asdict(TrainConfig()), PARADIGM_DEFAULTS[chosen])
+    layered = _merge(layered, values)
+    layered["paradigm"] = chosen
+    for text in overrides:
+        layered = _merge(layered, parse_override(text))
+    return from_dict(layered)

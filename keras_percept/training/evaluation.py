@@ -1,0 +1,60 @@
+"""Held-out evaluation: 2AFC per category for a learned metric and the classical baselines."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+
+def distances_2afc(distance_fn: Callable, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs `distance_fn(x0, x1) -> (N,)` over a `((ref, p0, p1), judge)` dataset; returns d0, d1, h."""
+    d0, d1, h = [], [], []
+    for (ref, p0, p1), judge in dataset.as_numpy_iterator():
+        d0.append(np.asarray(distance_fn(ref, p0)).reshape(-1))
+        d1.append(np.asarray(distance_fn(ref, p1)).reshape(-1))
+        h.append(np.asarray(judge).reshape(-1))
+    return np.concatenate(d0), np.concatenate(d1), np.concatenate(h)
+
+
+def evaluate_2afc(distance_fns: Mapping[str, Callable], datasets: Mapping[str, object]) -> dict[str, dict[str, float]]:
+    """2AFC score of each named distance on each category, plus their mean (`"mean"`).
+
+    The learned metric and the classical baselines (L2, SSIM, PSNR) go
+    through this same function, so they are scored identically.
+
+    Returns:
+        `{distance name: {category: score, ..., "mean": mean over categories}}`.
+    """
+    from keras_percept.metrics.twoafc import two_afc_score
+
+    table: dict[str, dict[str, float]] = {}
+    for name, fn in distance_fns.items():
+        row = {}
+        for category, ds in datasets.items():
+            d0, d1, h = distances_2afc(fn, ds)
+            row[category] = float(two_afc_score(d0, d1, h))
+        row["mean"] = float(np.mean([row[c] for c in datasets]))
+        table[name] = row
+    return table
+
+
+def classical_distances(value_range: str = "[-1,1]") -> dict[str, Callable]:
+    """L2, SSIM and PSNR as distances (larger = more different) on NHWC batches."""
+    from keras_percept.metrics.classical import l2_distance, psnr_distance, ssim_distance
+
+    return {
+        "l2": lambda a, b: l2_distance(a, b, value_range=value_range),
+        "ssim": lambda a, b: ssim_distance(a, b, value_range=value_range),
+        "psnr": lambda a, b: psnr_distance(a, b, value_range=value_range),
+    }
+
+
+def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
+    """A fixed-width text table: one row per distance, one column per category (percent)."""
+    columns = list(next(iter(table.values())))
+    width = max(len(n) for n in table) + 2
+    lines = [f"{'':<{width}}" + "".join(f"{c[:12]:>13}" for c in columns)]
+    for name, row in table.items():
+        lines.append(f"{name:<{width}}" + "".join(f"{100 * row[c]:>13.2f}" for c in columns))
+    return "\n".join(lines)

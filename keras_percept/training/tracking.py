@@ -1,0 +1,126 @@
+"""MLflow tracking of training runs (SQLite backend by default, any tracking URI).
+
+MLflow is an optional dependency (`pip install keras-percept[tune]`), imported lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import traceback
+from typing import Any, Iterator, Mapping
+
+import keras
+import yaml
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def import_mlflow():
+    try:
+        import mlflow
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("MLflow tracking needs mlflow: pip install keras-percept[tune]") from err
+    return mlflow
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"optim": {"lr": 1}}` → `{"optim.lr": 1}` (lists and None as strings, for MLflow params)."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+@contextlib.contextmanager
+def mlflow_run(config, *, run_name: str | None = None, nested: bool = False,
+               tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """Opens (or, under `mlflow run`, resumes) a run; logs params and the resolved config.
+
+    The tracking URI is `config.tracking_uri`, else `$MLFLOW_TRACKING_URI`,
+    else `sqlite:///mlflow.db`. A run whose body raises ends FAILED with the
+    traceback logged as `error.txt`; the exception propagates.
+    """
+    mlflow = import_mlflow()
+    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    if not os.environ.get("MLFLOW_RUN_ID") and not nested:
+        mlflow.set_experiment(config.experiment)
+    run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
+    try:
+        resolved = config.to_dict()
+        mlflow.log_params(flatten(resolved))
+        mlflow.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
+        yield run
+    except BaseException:
+        with contextlib.suppress(Exception):
+            mlflow.log_text(traceback.format_exc(), "error.txt")
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def current_learning_rate(optimizer) -> float:
+    """The optimizer's current rate (for a MultiOptimizer, its first inner optimizer's, i.e. the head's)."""
+    inner = getattr(optimizer, "optimizers", None)
+    if inner:
+        optimizer = inner[0]
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class MLflowEpochLogger(keras.callbacks.Callback):
+    """Logs every epoch's Keras logs (losses, 2AFC) and the learning rate to the active MLflow run.
+
+    optuna-integration's MLflow callback logs only at trial end and
+    `mlflow.keras.autolog` cannot add our learning-rate and weight metrics,
+    hence this small callback.
+    """
+
+    def __init__(self, prefix: str = ""):
+        super().__init__()
+        self.prefix = prefix
+
+    def on_epoch_end(self, epoch, logs=None):
+        mlflow = import_mlflow()
+        metrics = {f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        metrics[f"{self.prefix}learning_rate"] = current_learning_rate(self.model.optimizer)
+        mlflow.log_metrics(metrics, step=epoch)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def log_training_outputs(result, *, register_as: str | None = None) -> None:
+    """Logs a finished `TrainResult`: evaluation table, plots, the `.keras` metric and an MLflow model."""
+    mlflow = import_mlflow()
+    from keras_percept.training.evaluation import format_table
+    from keras_percept.training.plots import plot_learning_curves, plot_linear_weights
+
+    for name, row in result.evaluation.items():
+        mlflow.log_metrics({f"val2afc_{name}_{cat}": score for cat, score in row.items()})
+    mlflow.log_metric("seconds", result.seconds)
+    mlflow.log_text(format_table(result.evaluation), "evaluation/2afc_table.txt")
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = os.path.join(tmp, "learning_curves.png")
+        plot_learning_curves(result.history, curves)
+        mlflow.log_artifact(curves, "plots")
+        weights = os.path.join(tmp, "linear_weights.png")
+        plot_linear_weights(result.model.metric, weights)
+        mlflow.log_artifact(weights, "plots")
+    mlflow.log_artifact(result.metric_path, "model_file")
+    metric = keras.saving.load_model(result.metric_path)
+    info = mlflow.keras.log_model(metric, name="metric", registered_model_name=register_as)
+    if register_as:
+        client = mlflow.MlflowClient()
+        version = info.registered_model_version
+        client.set_registered_model_alias(register_as, "latest-trained", version)
