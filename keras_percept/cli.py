@@ -5,6 +5,8 @@
     keras-percept distance DIR --out allpairs.csv
     keras-percept convert --net alex --trunk-weights imagenet -o alex.keras
     keras-percept demo --out demo_out
+    keras-percept train --paradigm lin [--config configs/lin.yaml] [--set optim.epochs=3]
+    keras-percept evaluate --model runs/lin_effnet-lite0_seed0/metric.keras
 
 Errors (bad files, bad values, missing weights offline) print one line
 `keras-percept: error: ...` and exit with status 2; nothing is half-written.
@@ -100,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distance(sub)
     _add_convert(sub)
     _add_demo(sub)
+    from keras_percept.training.commands import add_evaluate, add_train
+
+    add_train(sub)
+    add_evaluate(sub)
     return parser
 
 
@@ -108,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, ImportError, ConnectionError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"keras-percept: error: {err}", file=sys.stderr)
         return 2
     return 0

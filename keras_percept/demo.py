@@ -58,9 +58,9 @@ def run_demo(out: str = "demo_out", net: str = "effnet-lite0") -> list[tuple[str
     )
     from keras_percept.images import atomic_write_image
 
+    metric = load_metric(net)  # first: a metric that cannot be loaded (offline) leaves no files behind
     make_demo_images(out)
     pairs = collect_pairs(os.path.join(out, "ref"), os.path.join(out, "distorted"))
-    metric = load_metric(net)
     heat_dir = os.path.join(out, "heatmaps")
     heatmaps = [os.path.join(heat_dir, heatmap_filename(p)) for p in pairs]
     distances = compute_distances(metric, pairs, heatmap_paths=heatmaps, progress=False)

@@ -115,30 +115,76 @@ def compute_distances(model, pairs: list[ImagePair], *, heatmap_paths: list[str]
                       progress: bool = True) -> list[float]:
     """Distance of every pair (in order), optionally writing each pair's heatmap to `heatmap_paths[i]`.
 
-    All images are read and checked first, so a bad file stops the run
-    before anything is written.
+    All images are read and checked (readable, same size, large enough for
+    the trunk, finite and in range) and the heatmap paths are checked (one
+    per pair, no two alike, none an input image) before anything is written,
+    so a bad input never leaves some heatmaps behind.
     """
-    if heatmap_paths is not None and len(heatmap_paths) != len(pairs):
-        raise ValueError(f"Got {len(heatmap_paths)} heatmap paths for {len(pairs)} pairs; expected one per pair.")
+    if heatmap_paths is not None:
+        _check_heatmap_paths(heatmap_paths, pairs)
     spatial_model = model.with_options(spatial=True, return_per_layer=False) if heatmap_paths else None
     model = model.with_options(spatial=False, return_per_layer=False)
     from tqdm import tqdm
 
-    loaded = [load_pair(p) for p in tqdm(pairs, desc="reading", disable=not progress or len(pairs) < 20)]
+    quiet = not progress or len(pairs) < 20
+    loaded = [_load_model_inputs(p, model) for p in tqdm(pairs, desc="reading", disable=quiet)]
     results = []
-    for k, (pair, (a, b)) in enumerate(tqdm(list(zip(pairs, loaded)), desc="distances",
-                                            disable=not progress or len(pairs) < 20)):
-        x0, x1 = (a, b) if model.input_range == "[0,1]" else (2 * a - 1, 2 * b - 1)
-        check_image_values(x0, pair.path0, model.input_range)
-        check_image_values(x1, pair.path1, model.input_range)
+    for k, (x0, x1) in enumerate(tqdm(loaded, desc="distances", disable=quiet)):
         results.append(float(model.distance(x0, x1)[0]))
         if spatial_model is not None:
             save_heatmap(spatial_model.distance(x0, x1)[0], heatmap_paths[k])
     return results
 
 
+def _load_model_inputs(pair: ImagePair, model) -> tuple[np.ndarray, np.ndarray]:
+    """A pair as the model's inputs, with every check `model.distance` makes done here, naming the file."""
+    a, b = load_pair(pair)
+    min_size = model.backbone.MIN_SIZE
+    for path, image in ((pair.path0, a), (pair.path1, b)):
+        height, width = image.shape[:2]
+        if min(height, width) < min_size:
+            raise ValueError(
+                f"Image {path!r} is {width}x{height} pixels; the {model.net} trunk needs at least "
+                f"{min_size}x{min_size}."
+            )
+    x0, x1 = (a, b) if model.input_range == "[0,1]" else (2 * a - 1, 2 * b - 1)
+    check_image_values(x0, pair.path0, model.input_range)
+    check_image_values(x1, pair.path1, model.input_range)
+    return x0, x1
+
+
+def _check_heatmap_paths(heatmap_paths: list[str], pairs: list[ImagePair]) -> None:
+    if len(heatmap_paths) != len(pairs):
+        raise ValueError(f"Got {len(heatmap_paths)} heatmap paths for {len(pairs)} pairs; expected one per pair.")
+    inputs = {os.path.realpath(p) for pair in pairs for p in (pair.path0, pair.path1)}
+    owner: dict[str, str] = {}
+    for pair, path in zip(pairs, heatmap_paths):
+        _check_output_file(path, "heatmap")
+        real = os.path.realpath(path)
+        if real in inputs:
+            raise ValueError(f"Heatmap path {path!r} is one of the input images; writing it would overwrite it.")
+        if real in owner:
+            raise ValueError(
+                f"Pairs {owner[real]!r} and {pair.name!r} would both write the heatmap {path!r}; "
+                "rename one of the images."
+            )
+        owner[real] = pair.name
+
+
+def _check_output_file(path: str, what: str) -> None:
+    """Raises `ValueError` when a file cannot be created at `path`: it is a folder, or a parent is a file."""
+    if os.path.isdir(path):
+        raise ValueError(f"The {what} path {path!r} is a folder; expected a file name.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"Cannot write the {what} {path!r}: {parent!r} is a file, not a folder.")
+
+
 def write_csv(path: str, pairs: list[ImagePair], distances: list[float]) -> None:
     """Writes `name,path0,path1,distance` rows atomically (temp file + rename)."""
+    _check_output_file(path, "CSV")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")

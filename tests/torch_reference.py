@@ -60,7 +60,8 @@ def reference_lpips(net: str, *, seed: int = 0, version: str = "0.1", lpips: boo
 
 
 def state_dict_numpy(module) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    """A snapshot of `module`'s state as NumPy copies (`.numpy()` alone shares memory with in-place updates)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
 
 def run_reference(model, x0: np.ndarray, x1: np.ndarray, *, normalize: bool = False, per_layer: bool = False):
@@ -75,3 +76,67 @@ def run_reference(model, x0: np.ndarray, x1: np.ndarray, *, normalize: bool = Fa
         total, layers = out
         return total.numpy().transpose(0, 2, 3, 1), [t.numpy().transpose(0, 2, 3, 1) for t in layers]
     return out.numpy().transpose(0, 2, 3, 1)
+
+
+def reference_trainer(net: str, *, seed: int = 0):
+    """The reference `lpips.Trainer` set up for `lin` training on CPU, with dropout off.
+
+    Seeded random torchvision trunk (`pnet_rand=True`, frozen), the Trainer's
+    own random lin layers and `Dist2LogitLayer`, Adam(lr 1e-4, betas (0.5,
+    0.999)). The Trainer always builds its lin layers with dropout; putting
+    those `Dropout` modules in eval mode makes training deterministic.
+    """
+    import io
+
+    import torch
+
+    ref = import_lpips()
+    torch.manual_seed(seed)
+    trainer = ref.Trainer()
+    with contextlib.redirect_stdout(io.StringIO()):  # the reference prints from its constructors
+        trainer.initialize(model="lpips", net=net, use_gpu=False, is_train=True, pnet_rand=True)
+    for module in trainer.net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    return trainer
+
+
+def _trainer_input(ref: np.ndarray, p0: np.ndarray, p1: np.ndarray, judge: np.ndarray) -> dict:
+    import torch
+
+    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa: E731
+    return {"ref": nchw(ref), "p0": nchw(p0), "p1": nchw(p1), "judge": torch.from_numpy(judge.reshape(-1, 1, 1, 1))}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Runs PyTorch CPU ops on `n` threads inside the block.
+
+    On a small, shared machine PyTorch's default of one OpenMP thread per core
+    oversubscribes it, and every small op then waits at a barrier: under load a
+    reference LPIPS forward pass took ~1 s on 2 threads and ~0.1 s on one.
+    """
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def trainer_step(trainer, ref: np.ndarray, p0: np.ndarray, p1: np.ndarray, judge: np.ndarray) -> float:
+    """One `Trainer.optimize_parameters` step on NHWC NumPy triplets in [-1, 1]; returns its loss (before the step)."""
+    trainer.set_input(_trainer_input(ref, p0, p1, judge))
+    trainer.optimize_parameters()
+    return float(trainer.loss_total.detach())
+
+
+def trainer_loss(trainer, ref: np.ndarray, p0: np.ndarray, p1: np.ndarray, judge: np.ndarray) -> float:
+    """The Trainer's loss on a batch, without a step."""
+    import torch
+
+    trainer.set_input(_trainer_input(ref, p0, p1, judge))
+    with torch.no_grad():
+        return float(trainer.forward_train().detach())

@@ -47,6 +47,9 @@ class TwoAFCModel(keras.Model):
             )
         self.metric = metric
         self.comparison = comparison
+        # Every sub-layer creates its weights in its constructor, so the model is complete
+        # (BackupAndRestore and MirroredStrategy need a built model before `fit`).
+        self.built = bool(metric.built and comparison.built)
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:

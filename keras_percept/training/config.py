@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +22,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("reference", "constant", "cosine", "step", "linear", "exponential", "cosine_restarts")
 NONNEG = ("projection", "penalty", "barrier")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker", "data_parallel")
+FEATURE_CACHE = ("auto", True, False)
+LIN_SOLVERS = ("fit", "lbfgs")
 
 
 @dataclass
@@ -64,7 +67,8 @@ class OptimConfig:
     """Optimizer and learning-rate schedule.
 
     `schedule="reference"` is the paper's: constant for `epochs - decay_epochs`
-    epochs, then linear decay to 0 over `decay_epochs`.
+    epochs, then linear decay to 0 over `decay_epochs` (null: half the epochs,
+    the reference's 5 of 10).
     """
 
     optimizer: str = "adam"
@@ -77,7 +81,7 @@ class OptimConfig:
     global_clipnorm: float | None = None
     schedule: str = "reference"
     epochs: int = 10
-    decay_epochs: int = 5
+    decay_epochs: int | None = None
     warmup_epochs: float = 0.0
     step_every_epochs: int = 3
     step_factor: float = 0.1
@@ -95,6 +99,11 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: str = "bce"
     nonneg: str = "projection"
+    nonneg_strength: float | None = None
+    l2sp: float = 0.0
+    lin_l1: float = 0.0
+    feature_cache: str = "auto"
+    lin_solver: str = "fit"
     early_stopping_patience: int | None = None
     seed: int = 0
     restarts: int = 1
@@ -102,6 +111,7 @@ class TrainConfig:
     output_dir: str = "runs"
     experiment: str = "keras_percept"
     tracking_uri: str | None = None
+    register_model: str | None = None
     steps_per_epoch: int | None = None
 
     def validate(self) -> "TrainConfig":
@@ -115,6 +125,17 @@ class TrainConfig:
         _choice("optim.schedule", self.optim.schedule, SCHEDULES)
         _choice("nonneg", self.nonneg, NONNEG)
         _choice("strategy", self.strategy, STRATEGIES)
+        _choice("feature_cache", self.feature_cache, FEATURE_CACHE)
+        _choice("lin_solver", self.lin_solver, LIN_SOLVERS)
+        _in_range("l2sp", self.l2sp, 0.0, None)
+        _in_range("lin_l1", self.lin_l1, 0.0, None)
+        if self.nonneg_strength is not None and not (
+                isinstance(self.nonneg_strength, (int, float)) and self.nonneg_strength > 0):
+            raise ValueError(f"`nonneg_strength` must be > 0 or null. Received: {self.nonneg_strength!r}")
+        if self.early_stopping_patience is not None:
+            _positive_int("early_stopping_patience", self.early_stopping_patience)
+        if self.steps_per_epoch is not None:
+            _positive_int("steps_per_epoch", self.steps_per_epoch)
         _in_range("model.dropout", self.model.dropout, 0.0, 1.0, high_open=True)
         _in_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
         _in_range("data.mixup_alpha", self.data.mixup_alpha, 0.0, None)
@@ -123,20 +144,40 @@ class TrainConfig:
         for name in ("data.patch_size", "data.batch_size", "data.n_train", "data.n_val", "optim.epochs",
                      "restarts", "model.comparison_hidden"):
             _positive_int(name, _get(self, name))
-        if not self.optim.learning_rate > 0:
-            raise ValueError(f"`optim.learning_rate` must be > 0. Received: {self.optim.learning_rate!r}")
+        if isinstance(self.optim.learning_rate, bool) or not isinstance(self.optim.learning_rate, (int, float)) \
+                or not self.optim.learning_rate > 0:
+            raise ValueError(f"`optim.learning_rate` must be a number > 0. Received: {self.optim.learning_rate!r}")
         if self.optim.global_clipnorm is not None and not self.optim.global_clipnorm > 0:
             raise ValueError(f"`optim.global_clipnorm` must be > 0 or null. Received: {self.optim.global_clipnorm!r}")
-        if not 0 <= self.optim.decay_epochs <= self.optim.epochs:
+        if self.optim.decay_epochs is not None and not (
+                isinstance(self.optim.decay_epochs, int) and 0 <= self.optim.decay_epochs <= self.optim.epochs):
             raise ValueError(
                 f"`optim.decay_epochs` must be in [0, optim.epochs={self.optim.epochs}]. "
                 f"Received: {self.optim.decay_epochs!r}"
+            )
+        if self.feature_cache is True and not self.uses_feature_cache():
+            raise ValueError(
+                "`feature_cache: true` needs paradigm 'lin' and no image augmentation (crop_size, flips, mixup). "
+                f"Received: paradigm={self.paradigm!r}, data={self.data!r}"
+            )
+        if self.lin_solver == "lbfgs" and not (self.uses_feature_cache() and self.model.comparison == "difference"):
+            raise ValueError(
+                "`lin_solver: lbfgs` solves the convex lin + difference problem: it needs paradigm 'lin', "
+                "model.comparison 'difference' and the feature cache (no augmentation, feature_cache not false). "
+                f"Received: paradigm={self.paradigm!r}, model.comparison={self.model.comparison!r}, "
+                f"feature_cache={self.feature_cache!r}"
             )
         if self.paradigm == "scratch" and self.model.trunk_weights is not None:
             raise ValueError("Paradigm 'scratch' trains from random init: set model.trunk_weights: null.")
         if self.paradigm in ("lin", "tune") and self.model.trunk_weights is None:
             raise ValueError(f"Paradigm {self.paradigm!r} needs a pretrained trunk: model.trunk_weights: imagenet.")
         return self
+
+    def uses_feature_cache(self) -> bool:
+        """True when `lin` training runs from cached per-channel feature means (see `training.feature_cache`)."""
+        d = self.data
+        augmented = d.crop_size is not None or d.flip_left_right or d.flip_up_down or d.mixup_alpha > 0
+        return self.feature_cache is not False and self.paradigm == "lin" and not augmented
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,9 +186,25 @@ class TrainConfig:
 #: What each paradigm changes from the dataclass defaults.
 PARADIGM_DEFAULTS: dict[str, dict[str, Any]] = {
     "lin": {},
-    "tune": {"optim": {"trunk_lr_factor": 0.1}},
+    "tune": {"optim": {"trunk_lr_factor": 0.1}, "l2sp": 1e-3},
     "scratch": {"model": {"trunk_weights": None}},
 }
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-4` (no dot) as a string; configs mean a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text_or_stream):
+    """`yaml.safe_load` that also reads `1e-4` as a float."""
+    return yaml.load(text_or_stream, Loader=_Loader)
 
 
 def _get(config, dotted: str):
@@ -202,7 +259,7 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ValueError(f"Overrides look like key.sub=value. Received: {text!r}")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
+    value = read_yaml(raw) if raw != "" else None
     out: dict = {}
     node = out
     parts = key.strip().split(".")
@@ -239,7 +296,7 @@ def load_config(
     values: dict = {}
     if path is not None:
         with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
+            loaded = read_yaml(f) or {}
         if not isinstance(loaded, Mapping):
             raise ValueError(f"{path!r} must hold a YAML mapping. Received: {type(loaded).__name__}")
         values = dict(loaded)

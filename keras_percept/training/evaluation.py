@@ -58,3 +58,25 @@ def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
     for name, row in table.items():
         lines.append(f"{name:<{width}}" + "".join(f"{100 * row[c]:>13.2f}" for c in columns))
     return "\n".join(lines)
+
+
+def per_triplet_scores(distance_fn: Callable, datasets: Mapping[str, object]) -> np.ndarray:
+    """Every triplet's 2AFC score over all categories, in a fixed order (for paired comparisons)."""
+    from keras_percept.metrics.twoafc import two_afc_score
+
+    return np.concatenate([two_afc_score(*distances_2afc(distance_fn, ds), reduction="none")
+                           for ds in datasets.values()])
+
+
+def evaluate_jnd(distance_fns: Mapping[str, Callable], dataset) -> dict[str, float]:
+    """JND mAP of each named distance on a `((p0, p1), same)` dataset."""
+    from keras_percept.metrics.twoafc import jnd_map
+
+    out = {}
+    for name, fn in distance_fns.items():
+        d, same = [], []
+        for (p0, p1), s in dataset.as_numpy_iterator():
+            d.append(np.asarray(fn(p0, p1)).reshape(-1))
+            same.append(np.asarray(s).reshape(-1))
+        out[name] = float(jnd_map(np.concatenate(d), np.concatenate(same)))
+    return out

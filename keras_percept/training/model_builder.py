@@ -52,4 +52,58 @@ def build_twoafc_model(config) -> TwoAFCModel:
     )
     if m.trunk_weights == "imagenet":
         load_pretrained_trunk(metric)
+    randomize_linear_weights(metric, config.seed)
+    apply_regularization(metric, config)
     return TwoAFCModel(metric, build_comparison(m), name="twoafc")
+
+
+def randomize_linear_weights(metric: LPIPS, seed: int) -> None:
+    """Seeded random start for the linear weights: U(0, 2 / C) per tap (mean 1 / C, the untrained default).
+
+    The reference also starts its linear layers at random; a seeded random
+    start is what makes `restarts` measure initialisation luck.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for lin, channels in zip(metric.lins, metric.tap_channels):
+        lin.kernel.assign(rng.uniform(0.0, 2.0 / channels, size=(1, 1, channels, 1)).astype("float32"))
+
+
+def apply_regularization(metric: LPIPS, config) -> None:
+    """Non-negativity method, L1 on the linear weights and L2-SP on the trunk, as `config` says.
+
+    The metric's linear kernels carry `NonNeg` (projection) by construction;
+    `nonneg: penalty | barrier` swaps it for a soft penalty or a log-barrier
+    (`strength` / `mu` = `nonneg_strength`, null for the regularizer's own
+    default), so the constraint methods can be
+    compared on the same run. `l2sp > 0` pulls every trainable trunk variable
+    towards its starting (pretrained) value. All act through Keras: the
+    optimizer applies `variable.constraint` after each step, `fit` adds
+    `variable.regularizer` terms to the loss.
+    """
+    from keras_percept.regularizers import L1, add_l2sp, nonneg_method
+
+    options = {}
+    if config.nonneg_strength is not None:
+        options = {"strength" if config.nonneg == "penalty" else "mu": config.nonneg_strength}
+    constraint, regularizer = nonneg_method(config.nonneg, **options)
+    for lin in metric.lins:
+        lin.kernel.constraint = constraint
+        terms = [r for r in (regularizer, L1(config.lin_l1) if config.lin_l1 else None) if r is not None]
+        lin.kernel.regularizer = terms[0] if len(terms) == 1 else (_Sum(terms) if terms else None)
+    if config.l2sp and metric.trunk_trainable and config.model.trunk_weights is not None:
+        add_l2sp(metric.backbone, strength=config.l2sp)
+
+
+class _Sum:
+    """Sum of several regularizers on one variable (Keras holds one per variable)."""
+
+    def __init__(self, terms):
+        self.terms = terms
+
+    def __call__(self, x):
+        total = self.terms[0](x)
+        for term in self.terms[1:]:
+            total = total + term(x)
+        return total

@@ -68,7 +68,8 @@ def build_schedule(optim, steps_per_epoch: int, learning_rate: float | None = No
     if optim.schedule == "constant":
         return lr
     if optim.schedule == "reference":
-        decay = optim.decay_epochs * steps_per_epoch
+        decay_epochs = optim.epochs // 2 if optim.decay_epochs is None else optim.decay_epochs
+        decay = decay_epochs * steps_per_epoch
         return HoldThenLinearDecay(lr, total - decay, decay)
     if optim.schedule == "linear":
         return schedules.PolynomialDecay(lr, total, end_learning_rate=0.0, power=1.0)

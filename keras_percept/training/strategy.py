@@ -23,17 +23,29 @@ def split_cpu(n_devices: int) -> None:
     )
 
 
-def select_strategy(name: str):
+def select_strategy(name: str) -> contextlib.AbstractContextManager:
     """Returns a context manager under which the model is built and compiled.
 
     - `"none"`: the default (no distribution).
     - `"mirrored"`: `tf.distribute.MirroredStrategy` over all visible devices (TensorFlow backend).
     - `"multiworker"`: `tf.distribute.MultiWorkerMirroredStrategy` configured by `TF_CONFIG`.
-    - `"data_parallel"`: `keras.distribution.DataParallel` over all JAX devices.
+      It must be selected before TensorFlow runs any op (before building datasets).
+    - `"data_parallel"`: `keras.distribution.DataParallel` over all JAX devices. This
+      sets the global distribution, which stays set after the `with` block so
+      that `fit` shards its batches.
     - `"auto"`: mirrored / data_parallel when more than one device is visible, else none.
 
-    The global batch is split across replicas; Keras's `compute_loss`
-    reduces losses per replica so gradients match a single-device step.
+    `fit` splits the global batch across replicas. Keras's `compute_loss`
+    divides per-replica losses by the replica count, so gradients match a
+    single-device step; that holds for losses reduced with
+    `"sum_over_batch_size"`, not for a loss whose `call` already returns a scalar.
+
+    Example:
+
+    >>> with select_strategy("mirrored"):  # doctest: +SKIP
+    ...     model = TwoAFCModel(LPIPS(net="alex"), Dist2Logit())
+    ...     model.compile(optimizer="adam", loss=get_loss("bce"))
+    >>> model.fit(dataset)  # doctest: +SKIP
     """
     backend = keras.backend.backend()
     if name == "auto":
@@ -46,10 +58,17 @@ def select_strategy(name: str):
         import tensorflow as tf
 
         if name == "multiworker":
-            if "TF_CONFIG" not in os.environ:
-                raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable.")
-            json.loads(os.environ["TF_CONFIG"])  # a clear JSON error before TF's own
-            return tf.distribute.MultiWorkerMirroredStrategy().scope()
+            _check_tf_config()
+            try:
+                strategy = _multi_worker_strategy()
+            except RuntimeError as error:
+                if "program startup" not in str(error):
+                    raise
+                raise RuntimeError(
+                    "strategy 'multiworker' must be selected before TensorFlow runs any op "
+                    "(e.g. before building datasets): its collective ops are configured at startup."
+                ) from error
+            return strategy.scope()
         return tf.distribute.MirroredStrategy().scope()
     if name == "data_parallel":
         if backend != "jax":
@@ -57,6 +76,60 @@ def select_strategy(name: str):
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         return contextlib.nullcontext()
     raise ValueError(f"`strategy` must be one of auto, none, mirrored, multiworker, data_parallel. Received: {name!r}")
+
+
+def _multi_worker_strategy():
+    """A `MultiWorkerMirroredStrategy` whose `reduce` takes what Keras 3's `fit` passes it.
+
+    Keras's TensorFlow trainer calls `strategy.reduce` in two ways that
+    `MirroredStrategy` accepts and `MultiWorkerMirroredStrategy` rejects
+    (keras-team/keras#20585, tensorflow/tensorflow#72388):
+
+    - on a whole nested `(x, y)` batch, to learn its shapes before training
+      ("Attempt to convert a value (PerReplica...) ... to a Tensor");
+    - with `axis=0` on the scalar logs of each step ("Invalid reduction
+      dimension 0 for input with 0 dimensions").
+
+    This subclass reduces nested values leaf by leaf, and reshapes a scalar
+    to `(1,)` first, so that its reduction runs across replicas, which is what
+    `MirroredStrategy` does with Keras's logs.
+    """
+    import tensorflow as tf
+
+    class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis=None):
+            reduce_leaf = super().reduce
+
+            def reduce_one(v):
+                if axis is not None and self.experimental_local_results(v)[0].shape.rank == 0:
+                    v = self.run(lambda t: tf.reshape(t, (1,)), args=(v,))
+                return reduce_leaf(reduce_op, v, axis)
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return KerasMultiWorkerMirroredStrategy()
+
+
+def _check_tf_config() -> None:
+    """Rejects a missing or malformed `TF_CONFIG`; without `cluster`, TF would silently train on one worker."""
+    if "TF_CONFIG" not in os.environ:
+        raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable.")
+    raw = os.environ["TF_CONFIG"]
+    try:
+        tf_config = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG must be JSON ({error}). Received: TF_CONFIG={raw!r}") from error
+    if (
+        not isinstance(tf_config, dict)
+        or not isinstance(tf_config.get("cluster"), dict)
+        or not tf_config["cluster"]
+        or not isinstance(tf_config.get("task"), dict)
+        or not {"type", "index"} <= set(tf_config["task"])
+    ):
+        raise ValueError(
+            "TF_CONFIG must hold a non-empty 'cluster' and a 'task' with 'type' and 'index'. "
+            f"Received: TF_CONFIG={raw!r}"
+        )
 
 
 def _auto(backend: str) -> str:

@@ -26,7 +26,7 @@ def import_mlflow():
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"optim": {"lr": 1}}` → `{"optim.lr": 1}` (lists and None as strings, for MLflow params)."""
+    """`{"optim": {"lr": 1}}` → `{"optim.lr": 1}` (with `prefix`, `{prefix}optim.lr`) (lists and None as strings, for MLflow params)."""
     out = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
@@ -54,7 +54,7 @@ def mlflow_run(config, *, run_name: str | None = None, nested: bool = False,
     run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
     try:
         resolved = config.to_dict()
-        mlflow.log_params(flatten(resolved))
+        mlflow.log_params(flatten(resolved, "config."))
         mlflow.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
         yield run
     except BaseException:
@@ -100,6 +100,25 @@ def _is_number(v) -> bool:
         return False
 
 
+def model_requirements() -> list[str]:
+    """Pinned Keras and backend for the logged MLflow model.
+
+    Given explicitly: MLflow's own inference loads the model in a subprocess
+    (about a minute here) and then falls back to `keras` alone. Loading the
+    model also needs `import keras_percept` first (it registers the layers).
+    """
+    from importlib import metadata
+
+    out = [f"keras=={keras.__version__}"]
+    for package in ("tensorflow-cpu", "tensorflow", "jax", "torch"):
+        try:
+            out.append(f"{package}=={metadata.version(package)}")
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def log_training_outputs(result, *, register_as: str | None = None) -> None:
     """Logs a finished `TrainResult`: evaluation table, plots, the `.keras` metric and an MLflow model."""
     mlflow = import_mlflow()
@@ -119,7 +138,8 @@ def log_training_outputs(result, *, register_as: str | None = None) -> None:
         mlflow.log_artifact(weights, "plots")
     mlflow.log_artifact(result.metric_path, "model_file")
     metric = keras.saving.load_model(result.metric_path)
-    info = mlflow.keras.log_model(metric, name="metric", registered_model_name=register_as)
+    info = mlflow.keras.log_model(metric, name="metric", registered_model_name=register_as,
+                                  pip_requirements=model_requirements())
     if register_as:
         client = mlflow.MlflowClient()
         version = info.registered_model_version

@@ -40,26 +40,32 @@ def dataset_root(config: TrainConfig, progress: bool = True) -> str:
     return config.data.dataset
 
 
-def make_datasets(config: TrainConfig, root: str):
-    """(train dataset, validation dataset, {category: validation dataset})."""
+def make_datasets(config: TrainConfig, root: str, *, train: bool = True):
+    """(train dataset, validation dataset, {category: validation dataset}); `train=False`: only the last."""
     from keras_percept.data import TripletAugmentation, load_2afc, load_2afc_by_category
 
     d = config.data
+    val_by_category = load_2afc_by_category(root, "val", d.val_categories, patch_size=d.patch_size,
+                                            batch_size=d.batch_size)
+    if not train:
+        return None, None, val_by_category
     augment = TripletAugmentation(crop_size=d.crop_size, flip_left_right=d.flip_left_right,
                                   flip_up_down=d.flip_up_down, mixup_alpha=d.mixup_alpha,
                                   label_smoothing=d.label_smoothing)
     train = load_2afc(root, "train", d.train_categories, patch_size=d.patch_size, batch_size=d.batch_size,
                       shuffle=True, seed=config.seed, augment=augment, drop_remainder=True)
-    val_by_category = load_2afc_by_category(root, "val", d.val_categories, patch_size=d.patch_size,
-                                            batch_size=d.batch_size)
     val = load_2afc(root, "val", d.val_categories, patch_size=d.patch_size, batch_size=d.batch_size)
     return train, val, val_by_category
 
 
-def build_callbacks(config: TrainConfig, run_dir: str, extra=()) -> list:
+def build_callbacks(config: TrainConfig, run_dir: str, extra=(), monitor_groups=None) -> list:
+    """NaN guard, resumable backups, weight statistics, optional early stopping, then `extra`."""
+    from keras_percept.callbacks import WeightMonitor
+
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
+        WeightMonitor(monitor_groups),
     ]
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -67,8 +73,23 @@ def build_callbacks(config: TrainConfig, run_dir: str, extra=()) -> list:
     return callbacks + list(extra)
 
 
+def run_directory(config: TrainConfig) -> str:
+    """`<output_dir>/<paradigm>_<net>_seed<seed>`: where the backup and the saved metric go.
+
+    Deterministic, so a killed run started again with the same config finds
+    its `BackupAndRestore` checkpoint and resumes.
+    """
+    return os.path.join(config.output_dir, f"{config.paradigm}_{config.model.net}_seed{config.seed}")
+
+
 def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: int | str = "auto") -> TrainResult:
-    """Trains one metric as `config` says and saves it as `<output_dir>/<paradigm>_<net>/metric.keras`.
+    """Trains one metric as `config` says and saves it as `<run directory>/metric.keras`.
+
+    `lin` without augmentation trains from cached per-channel feature means
+    (`training.feature_cache`; exact with dropout off), optionally solved in
+    one L-BFGS call (`lin_solver: lbfgs`); everything else runs `model.fit`
+    over the images. The held-out evaluation always runs the saved metric on
+    the images, next to L2, SSIM and PSNR.
 
     Example:
 
@@ -77,17 +98,48 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     >>> result.evaluation["lpips"]["mean"]  # doctest: +SKIP
     """
     from keras_percept.convert import save_model_atomic
-    from keras_percept.losses import get_loss
-    from keras_percept.metrics.keras_metrics import TwoAFCScore
     from keras_percept.training.evaluation import classical_distances, evaluate_2afc
-    from keras_percept.training.model_builder import build_twoafc_model
-    from keras_percept.training.optimizers import build_training_optimizer
-    from keras_percept.training.strategy import select_strategy
 
     start = time.time()
     keras.utils.set_random_seed(config.seed)
     root = dataset_root(config, progress=progress)
-    train_ds, val_ds, val_by_category = make_datasets(config, root)
+    run_dir = run_directory(config)
+    os.makedirs(run_dir, exist_ok=True)
+    if config.uses_feature_cache():
+        model, history = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
+    else:
+        model, history = _fit_images(config, root, run_dir, callbacks, verbose)
+    metric = model.metric.with_options(dropout=0.0)
+    metric_path = os.path.join(run_dir, "metric.keras")
+    save_model_atomic(metric, metric_path)
+    _, _, val_by_category = make_datasets(config, root, train=False)
+    evaluation = evaluate_2afc(
+        {"lpips": lambda a, b: metric.predict_on_batch((a, b)), **classical_distances()}, val_by_category
+    )
+    return TrainResult(config, metric_path, history, evaluation, time.time() - start, model)
+
+
+def _compile(model, config: TrainConfig, steps: int, trunk_path: str | None = None) -> None:
+    from keras_percept.losses import get_loss
+    from keras_percept.metrics.keras_metrics import TwoAFCScore
+    from keras_percept.training.optimizers import build_training_optimizer
+
+    model.compile(
+        optimizer=build_training_optimizer(config, steps, trunk_path=trunk_path),
+        loss=get_loss(config.loss),
+        metrics=[TwoAFCScore()],
+    )
+
+
+def _history(history) -> dict[str, list[float]]:
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def _fit_images(config: TrainConfig, root: str, run_dir: str, callbacks, verbose):
+    from keras_percept.training.model_builder import build_twoafc_model
+    from keras_percept.training.strategy import select_strategy
+
+    train_ds, val_ds, _ = make_datasets(config, root)
     steps = config.steps_per_epoch or int(train_ds.cardinality())
     if steps < 1:
         raise ValueError(
@@ -96,25 +148,52 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
         )
     with select_strategy(config.strategy):
         model = build_twoafc_model(config)
-        model.compile(
-            optimizer=build_training_optimizer(config, steps, trunk_path=model.metric.backbone.name),
-            loss=get_loss(config.loss),
-            metrics=[TwoAFCScore()],
-        )
-    run_dir = os.path.join(config.output_dir, f"{config.paradigm}_{config.model.net}")
-    os.makedirs(run_dir, exist_ok=True)
+        _compile(model, config, steps, trunk_path=model.metric.backbone.name)
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=config.optim.epochs, steps_per_epoch=config.steps_per_epoch,
         callbacks=build_callbacks(config, run_dir, callbacks), verbose=verbose,
     )
-    metric = model.metric.with_options(dropout=0.0)
-    metric_path = os.path.join(run_dir, "metric.keras")
-    save_model_atomic(metric, metric_path)
-    evaluation = evaluate_2afc(
-        {"lpips": lambda a, b: metric.predict_on_batch((a, b)), **classical_distances()}, val_by_category
+    return model, _history(history)
+
+
+def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, progress: bool, verbose):
+    """`lin` from cached channel means: the trunk runs once per dataset, not once per epoch."""
+    from keras_percept.training.feature_cache import (
+        CachedLinModel,
+        assign_linear_weights,
+        cached_dataset,
+        channel_means_2afc,
+        solve_lbfgs,
     )
-    return TrainResult(config, metric_path, {k: [float(v) for v in vs] for k, vs in history.history.items()},
-                       evaluation, time.time() - start, model)
+    from keras_percept.training.model_builder import build_twoafc_model
+
+    d = config.data
+    model = build_twoafc_model(config)
+    means = {split: channel_means_2afc(model.metric, root, split, cats, patch_size=d.patch_size, progress=progress)
+             for split, cats in (("train", d.train_categories), ("val", d.val_categories))}
+    if config.lin_solver == "lbfgs":
+        weights, info = solve_lbfgs(means["train"], keras.ops.convert_to_numpy(model.metric.linear_weights()),
+                                    l1=config.lin_l1)
+        assign_linear_weights(model.metric, weights)
+        model.comparison.scale_weight.assign(1.0)
+        return model, {"lbfgs_loss": [info["loss"]], "lbfgs_iterations": [float(info["iterations"])]}
+    cached = CachedLinModel(model.metric, model.comparison, dropout=config.model.dropout, name="cached_lin")
+    smoothed = dict(means["train"], h=means["train"]["h"] * (1 - d.label_smoothing) + 0.5 * d.label_smoothing)
+    train_ds = cached_dataset(smoothed, d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True)
+    steps = config.steps_per_epoch or int(train_ds.cardinality())
+    if steps < 1:
+        raise ValueError(
+            f"The training set has fewer than data.batch_size={d.batch_size} triplets; "
+            "lower the batch size or add data."
+        )
+    _compile(cached, config, steps)
+    history = cached.fit(
+        train_ds, validation_data=cached_dataset(means["val"], d.batch_size), epochs=config.optim.epochs,
+        steps_per_epoch=config.steps_per_epoch, verbose=verbose,
+        callbacks=build_callbacks(config, run_dir, callbacks, monitor_groups={"lin": [cached.linear.kernel]}),
+    )
+    cached.write_back(model.metric)
+    return model, _history(history)
 
 
 def mean_and_spread(values: list[float]) -> tuple[float, float]:

@@ -1,0 +1,5 @@
+"""Callbacks Keras lacks (one per file). Everything else uses `keras.callbacks` directly."""
+
+from keras_percept.callbacks.weight_monitor import WeightMonitor
+
+__all__ = ["WeightMonitor"]

@@ -1,0 +1,164 @@
+"""The `keras-percept train` and `keras-percept evaluate` commands (the MLproject entry points).
+
+MLflow passes every `-P` parameter as a string and casts no `int` / `float`
+parameter, so both commands parse and validate their numbers here, naming
+the parameter and the value on error. The string `none` means "not given:
+keep the config's value".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from keras_percept.training.config import NETS, PARADIGMS
+
+
+def _optional(kind, name: str):
+    def parse(text: str):
+        if text is None or str(text).strip().lower() in ("", "none", "null"):
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {kind.__name__} or 'none'. Received: {text!r}")
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0. Received: {text!r}")
+        return value
+
+    return parse
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="Train an LPIPS paradigm (lin / tune / scratch) on 2AFC data, tracked in MLflow.")
+    p.add_argument("--paradigm", default="lin", choices=PARADIGMS)
+    p.add_argument("--config", default=None, help="YAML config (keys as in configs/lin.yaml); 'none': paradigm defaults")
+    p.add_argument("--net", default=None, help=f"trunk: one of {', '.join(NETS)} or 'none' (config's)")
+    p.add_argument("--epochs", type=_optional(int, "--epochs"), default=None)
+    p.add_argument("--batch-size", type=_optional(int, "--batch-size"), default=None)
+    p.add_argument("--lr", type=_optional(float, "--lr"), default=None, help="learning rate")
+    p.add_argument("--restarts", type=_optional(int, "--restarts"), default=None,
+                   help="train N seeds, keep the best on validation, report the spread")
+    p.add_argument("--seed", default=None, help="first seed (integer) or 'none'")
+    p.add_argument("--strategy", default=None, help="auto, none, mirrored, multiworker, data_parallel")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, e.g. --set optim.schedule=cosine (repeatable; space-separated pairs accepted)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument("--summary-json", default=None, help="also write the scores and paths as JSON")
+    p.set_defaults(func=run_train)
+
+
+def train_overrides(args) -> list[str]:
+    """Command-line options → `key=value` config overrides (validated later by the config)."""
+    out = []
+    if args.net and args.net.lower() != "none":
+        out.append(f"model.net={args.net}")
+    for value, key in ((args.epochs, "optim.epochs"), (args.batch_size, "data.batch_size"),
+                       (args.lr, "optim.learning_rate"), (args.restarts, "restarts")):
+        if value is not None:
+            out.append(f"{key}={value}")
+    if args.seed is not None and args.seed.lower() != "none":
+        try:
+            out.append(f"seed={int(args.seed)}")
+        except ValueError:
+            raise ValueError(f"--seed must be an integer or 'none'. Received: {args.seed!r}") from None
+    if args.strategy:
+        out.append(f"strategy={args.strategy}")
+    for item in args.overrides:
+        out.extend(part for part in item.split() if part.lower() != "none")
+    return out
+
+
+def run_train(args) -> None:
+    from keras_percept.training.config import load_config
+    from keras_percept.training.run import format_summary, run_training, summary_dict
+
+    config_path = None if args.config in (None, "", "none") else args.config
+    if config_path is not None and not os.path.isfile(config_path):
+        raise FileNotFoundError(f"--config must be a YAML file. Received: {config_path!r} (not found)")
+    config = load_config(config_path, paradigm=args.paradigm, overrides=train_overrides(args))
+    summary = run_training(config, track=not args.no_track)
+    print(format_summary(summary))
+    if args.summary_json:
+        with open(args.summary_json, "w") as f:
+            json.dump(summary_dict(summary), f, indent=2)
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="Held-out 2AFC (per category) and JND mAP of a saved metric vs. L2/SSIM/PSNR.")
+    p.add_argument("--model", required=True, help="a metric saved as .keras")
+    p.add_argument("--dataset", default="embedded", help="'embedded' (default) or a BAPPS-layout root folder")
+    p.add_argument("--against", default="l2",
+                   help="paired comparison (bootstrap 95%% CI + permutation test) against l2, ssim, psnr or a .keras")
+    p.add_argument("--batch-size", type=_optional(int, "--batch-size"), default=50)
+    p.add_argument("--track", action="store_true", help="log the results to MLflow (on by default under mlflow run)")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args) -> None:
+    import keras
+
+    import keras_percept  # noqa: F401  (registers the layers for load_model)
+    from keras_percept.data import load_2afc_by_category, load_jnd
+    from keras_percept.metrics.comparison import compare_paired
+    from keras_percept.training.evaluation import (
+        classical_distances,
+        evaluate_2afc,
+        evaluate_jnd,
+        format_table,
+        per_triplet_scores,
+    )
+
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"--model must be a saved .keras metric. Received: {args.model!r} (not found)")
+    root = _evaluation_root(args.dataset)
+    metric = keras.saving.load_model(args.model)
+    fns = {"lpips": lambda a, b: metric.predict_on_batch((a, b)), **classical_distances()}
+    if args.against.endswith(".keras"):
+        other = keras.saving.load_model(args.against)
+        fns["against"] = lambda a, b: other.predict_on_batch((a, b))
+        against = "against"
+    elif args.against in ("l2", "ssim", "psnr"):
+        against = args.against
+    else:
+        raise ValueError(f"--against must be l2, ssim, psnr or a .keras file. Received: {args.against!r}")
+    val = load_2afc_by_category(root, "val", batch_size=args.batch_size)
+    table = evaluate_2afc(fns, val)
+    comparison = compare_paired(per_triplet_scores(fns["lpips"], val), per_triplet_scores(fns[against], val))
+    jnd = evaluate_jnd(fns, load_jnd(root, batch_size=args.batch_size)) if os.path.isdir(
+        os.path.join(root, "jnd")) else {}
+    print("held-out 2AFC (%):")
+    print(format_table(table))
+    if jnd:
+        print("JND mAP (%): " + ", ".join(f"{k} {100 * v:.2f}" for k, v in jnd.items()))
+    print(comparison.describe("lpips", args.against))
+    if args.track or os.environ.get("MLFLOW_RUN_ID"):
+        _log_evaluation(args, table, jnd, comparison)
+
+
+def _evaluation_root(dataset: str) -> str:
+    if dataset == "embedded":
+        from keras_percept.data import embedded
+
+        return embedded.build(progress=True)
+    if not os.path.isdir(os.path.join(dataset, "2afc")):
+        raise FileNotFoundError(f"--dataset must be 'embedded' or a folder holding 2afc/. Received: {dataset!r}")
+    return dataset
+
+
+def _log_evaluation(args, table, jnd, comparison) -> None:
+    from keras_percept.training.evaluation import format_table
+    from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow
+
+    mlflow = import_mlflow()
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+    with mlflow.start_run(run_name="evaluate"):
+        mlflow.log_params({"model": args.model, "dataset": args.dataset, "against": args.against})
+        for name, row in table.items():
+            mlflow.log_metrics({f"val2afc_{name}_{cat}": score for cat, score in row.items()})
+        mlflow.log_metrics({f"jnd_map_{name}": v for name, v in jnd.items()})
+        mlflow.log_metrics({"diff_vs_against": comparison.difference, "diff_ci_low": comparison.ci_difference[0],
+                            "diff_ci_high": comparison.ci_difference[1], "paired_p_value": comparison.p_value})
+        mlflow.log_text(format_table(table) + "\n" + comparison.describe("lpips", args.against),
+                        "evaluation/2afc_table.txt")

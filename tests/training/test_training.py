@@ -1,0 +1,308 @@
+"""Training: configs, the fast `lin` feature cache, projection, L-BFGS, MLflow tracking, resume after a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from keras_percept.training import load_config
+from keras_percept.training.config import TrainConfig, from_dict
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TINY = dict(seed=5, n_train=140, n_val=84, n_jnd=60, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> str:
+    from keras_percept.data import embedded
+
+    return embedded.build(str(tmp_path_factory.mktemp("tiny") / "set"), **TINY)
+
+
+def tiny_config(root: str, tmp_path, paradigm: str = "lin", overrides=()) -> TrainConfig:
+    base = [f"data.dataset={root}", "data.batch_size=20", "optim.epochs=2", f"output_dir={tmp_path / 'runs'}",
+            "strategy=none"]
+    if paradigm == "scratch":
+        base.append("model.net=squeeze")
+    return load_config(paradigm=paradigm, overrides=base + list(overrides))
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("paradigm", ["lin", "tune", "scratch"])
+def test_shipped_configs_load(paradigm):
+    config = load_config(os.path.join(REPO, "configs", f"{paradigm}.yaml"))
+    assert config.paradigm == paradigm
+    assert config.model.trunk_weights == (None if paradigm == "scratch" else "imagenet")
+
+
+def test_lin_yaml_documents_every_key_with_its_default():
+    with open(os.path.join(REPO, "configs", "lin.yaml")) as f:
+        documented = yaml.safe_load(f)
+    assert documented == dataclasses.asdict(TrainConfig())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["paradigm=fancy"], r"`paradigm` must be one of \['lin', 'tune', 'scratch'\]. Received: 'fancy'"),
+    (["model.net=resnet"], r"`model.net` must be one of .*Received: 'resnet'"),
+    (["optim.learning_rate=-1"], r"`optim.learning_rate` must be a number > 0. Received: -1"),
+    (["optim.learning_rate=fast"], r"`optim.learning_rate` must be a number > 0. Received: 'fast'"),
+    (["data.batch_size=0"], r"`data.batch_size` must be a positive integer. Received: 0"),
+    (["optim.epochs=2.5"], r"`optim.epochs` must be a positive integer. Received: 2.5"),
+    (["model.dropout=1.0"], r"`model.dropout` must be in \[0.0, 1.0\). Received: 1.0"),
+    (["optim.decay_epochs=20"], r"`optim.decay_epochs` must be in \[0, optim.epochs=10\]. Received: 20"),
+    (["optim.typo=3"], r"Unknown config key 'optim.typo'"),
+    (["model.trunk_weights=null"], r"Paradigm 'lin' needs a pretrained trunk"),
+    (["lin_solver=lbfgs"], r"`lin_solver: lbfgs` .* model.comparison='dist2logit'"),
+    (["feature_cache=true", "data.flip_left_right=true"], r"`feature_cache: true` needs paradigm 'lin' and no image"),
+    (["feature_cache=sometimes"], r"`feature_cache` must be one of \['auto', True, False\]. Received: 'sometimes'"),
+    (["nonneg=soft"], r"`nonneg` must be one of \['projection', 'penalty', 'barrier'\]. Received: 'soft'"),
+])
+def test_invalid_config_values_are_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(paradigm="lin", overrides=overrides)
+
+
+def test_exponent_floats_parse_as_numbers():
+    assert load_config(overrides=["optim.learning_rate=3e-4"]).optim.learning_rate == 3e-4
+
+
+def test_scratch_rejects_pretrained_trunk():
+    with pytest.raises(ValueError, match="Paradigm 'scratch' trains from random init"):
+        from_dict({"paradigm": "scratch", "model": {"trunk_weights": "imagenet"}})
+
+
+# --- fast lin: feature cache, projection, L-BFGS ---------------------------------------------------
+
+def _metric_and_head(seed: int = 0):
+    from keras_percept.models.comparison import DifferenceComparison
+    from keras_percept.models.lpips import LPIPS
+    from keras_percept.training.model_builder import randomize_linear_weights
+
+    keras.utils.set_random_seed(seed)
+    metric = LPIPS(net="squeeze", dropout=0.0)
+    randomize_linear_weights(metric, seed)
+    return metric, DifferenceComparison(scale=3.0, trainable_scale=False)
+
+
+def test_cached_means_reproduce_the_full_model_exactly(tiny_root, tmp_path, monkeypatch):
+    from keras_percept.data import load_2afc
+    from keras_percept.models.twoafc import TwoAFCModel
+    from keras_percept.training.feature_cache import CachedLinModel, channel_means_2afc
+
+    monkeypatch.setenv("KERAS_PERCEPT_HOME", str(tmp_path / "home"))
+    metric, head = _metric_and_head()
+    means = channel_means_2afc(metric, tiny_root, "val", batch_size=32)
+    full = TwoAFCModel(metric, head)
+    expected = np.concatenate([
+        keras.ops.convert_to_numpy(full(batch, training=False))
+        for batch, _ in load_2afc(tiny_root, "val", batch_size=32).as_numpy_iterator()
+    ])
+    cached = CachedLinModel(metric, head)
+    got = keras.ops.convert_to_numpy(cached((means["m0"], means["m1"]), training=False))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert len(os.listdir(tmp_path / "home" / "cache" / "features")) == 1
+    again = channel_means_2afc(metric, tiny_root, "val", batch_size=32)  # from the cache file
+    np.testing.assert_array_equal(again["m0"], means["m0"])
+
+
+def test_cache_key_changes_with_trunk_weights(tiny_root, tmp_path, monkeypatch):
+    from keras_percept.training.feature_cache import channel_means_2afc
+
+    monkeypatch.setenv("KERAS_PERCEPT_HOME", str(tmp_path / "home"))
+    metric, _ = _metric_and_head(seed=0)
+    first = channel_means_2afc(metric, tiny_root, "val")
+    kernel = metric.backbone.weights[0]
+    value = keras.ops.convert_to_numpy(kernel)
+    kernel.assign(value + np.random.default_rng(0).normal(0, value.std(), value.shape).astype("float32"))
+    second = channel_means_2afc(metric, tiny_root, "val")
+    assert len(os.listdir(tmp_path / "home" / "cache" / "features")) == 2
+    assert not np.allclose(first["m0"], second["m0"])
+
+
+def test_nonneg_constraint_is_a_projected_gradient_step():
+    """One SGD step with the NonNeg projection equals max(0, w - lr * dL/dw), with dL/dw by hand."""
+    from keras_percept.losses import get_loss
+    from keras_percept.training.feature_cache import CachedLinModel
+
+    metric, head = _metric_and_head(seed=1)
+    cached = CachedLinModel(metric, head)
+    c = sum(metric.tap_channels)
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.0, 2e-3, c).astype(np.float32)
+    cached.linear.kernel.assign(w.reshape(c, 1))
+    m0 = rng.uniform(0, 1, (16, c)).astype(np.float32)
+    m1 = rng.uniform(0, 1, (16, c)).astype(np.float32)
+    h = rng.uniform(0, 1, 16).astype(np.float32)
+    lr = 0.05
+    cached.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss=get_loss("bce"))
+    cached.train_on_batch((m0, m1), h)
+
+    g = 3.0 * ((m0 - m1) @ w)
+    grad = 3.0 * (m0 - m1).T @ (1.0 / (1.0 + np.exp(-g)) - h) / len(h)
+    expected = np.maximum(0.0, w - lr * grad)
+    got = keras.ops.convert_to_numpy(cached.linear.kernel).reshape(-1)
+    assert np.sum(w - lr * grad < 0) > 10, "the step must push some weights below 0 for this test to mean anything"
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+    assert got.min() == 0.0
+
+
+def test_lbfgs_solution_satisfies_kkt_conditions():
+    from keras_percept.training.feature_cache import solve_lbfgs
+
+    rng = np.random.default_rng(3)
+    n, c = 400, 12
+    true_w = np.array([0.0] * 4 + list(rng.uniform(0.5, 2, c - 4)))
+    m0, m1 = rng.uniform(0, 1, (n, c)), rng.uniform(0, 1, (n, c))
+    p = 1 / (1 + np.exp(-(m0 - m1) @ true_w))
+    means = {"m0": m0, "m1": m1, "h": rng.binomial(5, p) / 5.0}
+    w, info = solve_lbfgs(means)
+    assert info["converged"], info
+    x = m0 - m1
+    grad = x.T @ (1 / (1 + np.exp(-(x @ w))) - means["h"]) / n
+    free = w > 1e-8
+    assert free.sum() >= 4 and (~free).sum() >= 1, w
+    np.testing.assert_allclose(grad[free], 0.0, atol=1e-5)   # stationary where w > 0
+    assert np.all(grad[~free] > -1e-5)                        # pushing into the bound where w = 0
+    assert np.all(w >= 0)
+
+
+# --- end to end, tracked in MLflow -----------------------------------------------------------------
+
+def test_lin_run_is_tracked_in_mlflow(tiny_root, tmp_path):
+    import mlflow
+
+    from keras_percept.training.run import run_training
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = dataclasses.replace(tiny_config(tiny_root, tmp_path, overrides=["restarts=2"]),
+                                 tracking_uri=uri, register_model="tiny-lin")
+    summary = run_training(config, progress=False, verbose=0)
+
+    client = mlflow.MlflowClient(uri)
+    parent = client.get_run(summary.run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["config.paradigm"] == "lin"
+    assert parent.data.params["config.model.net"] == "effnet-lite0"
+    assert parent.data.metrics["restarts_val2afc_mean"] == pytest.approx(np.mean(summary.scores))
+    assert parent.data.metrics["val2afc_lpips_mean"] == pytest.approx(summary.best.evaluation["lpips"]["mean"])
+    for baseline in ("l2", "ssim", "psnr"):
+        assert 0.0 < parent.data.metrics[f"val2afc_{baseline}_mean"] <= 1.0
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{summary.run_id}'")
+    assert sorted(r.data.params["config.seed"] for r in children) == ["0", "1"]
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "val_twoafc")
+        assert [m.step for m in history] == [0, 1]
+        assert len(client.get_metric_history(child.info.run_id, "learning_rate")) == 2
+        assert len(client.get_metric_history(child.info.run_id, "lin_zero_fraction")) == 2
+    artifacts = {a.path for a in client.list_artifacts(summary.run_id)}
+    assert {"config", "plots", "model_file", "evaluation"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(summary.run_id, "plots")}
+    assert plots == {"plots/learning_curves.png", "plots/linear_weights.png"}
+    version = client.get_model_version_by_alias("tiny-lin", "latest-trained")
+    assert version.run_id == summary.run_id
+
+    local = client.download_artifacts(summary.run_id, "model_file/metric.keras", str(tmp_path))
+    loaded = keras.saving.load_model(local)
+    x0 = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    x1 = np.clip(x0 + 0.2, -1, 1)
+    np.testing.assert_allclose(loaded.distance(x0, x1), summary.best.model.metric.distance(x0, x1), atol=1e-6)
+    assert np.all(np.concatenate([keras.ops.convert_to_numpy(lin.kernel).ravel() for lin in loaded.lins]) >= 0)
+
+
+def test_failed_run_ends_failed_with_the_error_logged(tmp_path):
+    import mlflow
+
+    from keras_percept.training.run import run_training
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = dataclasses.replace(load_config(paradigm="lin", overrides=[f"data.dataset={tmp_path / 'missing'}"]),
+                                 tracking_uri=uri)
+    with pytest.raises(FileNotFoundError, match="`data.dataset` must be 'embedded' or a folder holding 2afc/"):
+        run_training(config, progress=False, verbose=0)
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("keras_percept").experiment_id])
+    assert run.info.status == "FAILED"
+    error = client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
+    assert "FileNotFoundError" in open(error).read()
+
+
+@pytest.mark.slow
+def test_lbfgs_lin_beats_or_matches_its_starting_point(tiny_root, tmp_path):
+    from keras_percept.training import train
+
+    config = tiny_config(tiny_root, tmp_path, overrides=["lin_solver=lbfgs", "model.comparison=difference"])
+    result = train(config, progress=False, verbose=0)
+    assert result.history["lbfgs_iterations"][0] >= 1
+    weights = np.concatenate([keras.ops.convert_to_numpy(lin.kernel).ravel() for lin in result.model.metric.lins])
+    assert weights.min() >= 0 and weights.max() > 0
+    assert 0.5 < result.evaluation["lpips"]["mean"] <= 1.0
+
+
+# --- resume after a kill -------------------------------------------------------------------------
+
+RESUME_SCRIPT = r"""
+import os, signal, sys
+import keras, numpy as np
+from keras_percept.training import load_config, train
+
+root, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        with open(os.path.join(out, "epochs.txt"), "a") as f:
+            f.write(f"{os.getpid()} {epoch}\n")
+        if epoch == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)   # no cleanup, no exception handlers: a real kill
+
+config = load_config(paradigm="scratch", overrides=[
+    f"data.dataset={root}", "model.net=squeeze", "model.dropout=0.0", "data.batch_size=140",
+    "optim.epochs=4", "optim.learning_rate=1e-3", f"output_dir={out}", "strategy=none"])
+os.makedirs(out, exist_ok=True)
+result = train(config, callbacks=[Kill()], progress=False, verbose=0)
+np.savez(os.path.join(out, "weights.npz"), *[keras.ops.convert_to_numpy(w) for w in result.model.weights])
+"""
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_backup_and_restore(tiny_root, tmp_path):
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME_SCRIPT)
+
+    def run(out, kill_at):
+        return subprocess.run([sys.executable, str(script), tiny_root, str(out), str(kill_at)],
+                              capture_output=True, text=True, timeout=600)
+
+    straight = run(tmp_path / "straight", -1)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = run(tmp_path / "killed", 2)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    backup = tmp_path / "killed" / "scratch_squeeze_seed0" / "backup"
+    assert backup.is_dir() and any(backup.iterdir()), "the killed run must leave a backup behind"
+    resumed = run(tmp_path / "killed", -1)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not backup.exists(), "a finished run deletes its backup"
+
+    a = np.load(tmp_path / "straight" / "weights.npz")
+    b = np.load(tmp_path / "killed" / "weights.npz")
+    assert len(a.files) == len(b.files) > 10
+    for key in a.files:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+    def epochs(out):
+        runs = {}
+        for line in open(out / "epochs.txt"):
+            pid, epoch = line.split()
+            runs.setdefault(pid, []).append(int(epoch))
+        return list(runs.values())
+
+    assert epochs(tmp_path / "straight") == [[0, 1, 2, 3]]
+    assert epochs(tmp_path / "killed") == [[0, 1, 2], [2, 3]], "the second process must start at epoch 2"
