@@ -291,7 +291,6 @@ class L2SP(keras.regularizers.Regularizer):
     def __init__(self, reference, strength: float = 0.01):
         self.strength = check_range("strength", strength, 0.0)
         self.reference = np.asarray(reference, dtype="float32")
-        self._reference_tensor = None
 
     def __call__(self, x):
         if tuple(x.shape) != self.reference.shape:
@@ -299,9 +298,9 @@ class L2SP(keras.regularizers.Regularizer):
                 f"L2SP `reference` has shape {self.reference.shape} but the regularized variable has "
                 f"shape {tuple(x.shape)}."
             )
-        if self._reference_tensor is None:
-            self._reference_tensor = ops.convert_to_tensor(self.reference)
-        reference = ops.cast(self._reference_tensor, x.dtype)
+        # Converted on every call, never cached: a tensor made while tracing one compiled
+        # function cannot be used by another (TensorFlow's "out of scope" error).
+        reference = ops.convert_to_tensor(self.reference, dtype=x.dtype)
         return self.strength * ops.sum(ops.square(x - reference))
 
     def get_config(self) -> dict:

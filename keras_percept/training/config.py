@@ -23,6 +23,7 @@ SCHEDULES = ("reference", "constant", "cosine", "step", "linear", "exponential",
 NONNEG = ("projection", "penalty", "barrier")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker", "data_parallel")
 FEATURE_CACHE = ("auto", True, False)
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LIN_SOLVERS = ("fit", "lbfgs")
 
 
@@ -54,6 +55,7 @@ class DataConfig:
     batch_size: int = 50
     n_train: int = 4000
     n_val: int = 1200
+    n_jnd: int = 1200
     seed: int = 0
     crop_size: int | None = None
     flip_left_right: bool = False
@@ -87,6 +89,7 @@ class OptimConfig:
     step_factor: float = 0.1
     restart_epochs: int = 3
     trunk_lr_factor: float = 0.1
+    gradient_accumulation_steps: int | None = None
 
 
 @dataclass
@@ -111,6 +114,7 @@ class TrainConfig:
     output_dir: str = "runs"
     experiment: str = "keras_percept"
     tracking_uri: str | None = None
+    precision: str = "float32"
     register_model: str | None = None
     steps_per_epoch: int | None = None
 
@@ -127,6 +131,10 @@ class TrainConfig:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("feature_cache", self.feature_cache, FEATURE_CACHE)
         _choice("lin_solver", self.lin_solver, LIN_SOLVERS)
+        _choice("precision", self.precision, PRECISIONS)
+        steps = self.optim.gradient_accumulation_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
+            raise ValueError(f"`optim.gradient_accumulation_steps` must be an integer >= 2 or null. Received: {steps!r}")
         _in_range("l2sp", self.l2sp, 0.0, None)
         _in_range("lin_l1", self.lin_l1, 0.0, None)
         if self.nonneg_strength is not None and not (
@@ -140,8 +148,12 @@ class TrainConfig:
         _in_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
         _in_range("data.mixup_alpha", self.data.mixup_alpha, 0.0, None)
         _in_range("optim.weight_decay", self.optim.weight_decay, 0.0, None)
-        _in_range("optim.trunk_lr_factor", self.optim.trunk_lr_factor, 0.0, None)
-        for name in ("data.patch_size", "data.batch_size", "data.n_train", "data.n_val", "optim.epochs",
+        if isinstance(self.optim.trunk_lr_factor, bool) or not isinstance(self.optim.trunk_lr_factor, (int, float)) \
+                or not self.optim.trunk_lr_factor > 0:
+            raise ValueError(
+                "`optim.trunk_lr_factor` must be a number > 0 (use paradigm 'lin' for a frozen trunk). "
+                f"Received: {self.optim.trunk_lr_factor!r}")
+        for name in ("data.patch_size", "data.batch_size", "data.n_train", "data.n_val", "data.n_jnd", "optim.epochs",
                      "restarts", "model.comparison_hidden"):
             _positive_int(name, _get(self, name))
         if isinstance(self.optim.learning_rate, bool) or not isinstance(self.optim.learning_rate, (int, float)) \

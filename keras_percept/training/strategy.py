@@ -110,6 +110,25 @@ def _multi_worker_strategy():
     return KerasMultiWorkerMirroredStrategy()
 
 
+def is_chief() -> bool:
+    """False only for a non-chief worker of a `TF_CONFIG` cluster (which must not write results).
+
+    The chief is the task of type "chief", or worker 0 when the cluster has no chief.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    try:
+        config = json.loads(raw)
+        task, cluster = config.get("task", {}), config.get("cluster", {})
+    except (ValueError, AttributeError):
+        return True
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind == "chief":
+        return True
+    return kind == "worker" and int(index) == 0 and "chief" not in cluster
+
+
 def _check_tf_config() -> None:
     """Rejects a missing or malformed `TF_CONFIG`; without `cluster`, TF would silently train on one worker."""
     if "TF_CONFIG" not in os.environ:

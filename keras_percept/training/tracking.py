@@ -66,10 +66,10 @@ def mlflow_run(config, *, run_name: str | None = None, nested: bool = False,
 
 
 def current_learning_rate(optimizer) -> float:
-    """The optimizer's current rate (for a MultiOptimizer, its first inner optimizer's, i.e. the head's)."""
+    """The optimizer's current rate (for a MultiOptimizer, the inner optimizer named "head")."""
     inner = getattr(optimizer, "optimizers", None)
     if inner:
-        optimizer = inner[0]
+        optimizer = next((o for o in inner if o.name == "head"), inner[-1])
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 

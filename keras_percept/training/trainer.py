@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -30,7 +31,8 @@ def dataset_root(config: TrainConfig, progress: bool = True) -> str:
     if config.data.dataset == "embedded":
         from keras_percept.data import embedded
 
-        return embedded.build(n_train=config.data.n_train, n_val=config.data.n_val, seed=config.data.seed,
+        return embedded.build(n_train=config.data.n_train, n_val=config.data.n_val, n_jnd=config.data.n_jnd,
+                              seed=config.data.seed,
                               patch_size=config.data.patch_size, progress=progress)
     if not os.path.isdir(os.path.join(config.data.dataset, "2afc")):
         raise FileNotFoundError(
@@ -100,17 +102,24 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     from keras_percept.convert import save_model_atomic
     from keras_percept.training.evaluation import classical_distances, evaluate_2afc
 
+    from keras_percept.training.strategy import is_chief, select_strategy
+
     start = time.time()
+    # Before any TensorFlow op: MultiWorkerMirroredStrategy configures its collectives at startup.
+    scope = contextlib.nullcontext() if config.uses_feature_cache() else select_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     root = dataset_root(config, progress=progress)
     run_dir = run_directory(config)
     os.makedirs(run_dir, exist_ok=True)
-    if config.uses_feature_cache():
-        model, history = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
-    else:
-        model, history = _fit_images(config, root, run_dir, callbacks, verbose)
+    with _precision(config.precision):
+        if config.uses_feature_cache():
+            model, history = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
+        else:
+            model, history = _fit_images(config, root, run_dir, scope, callbacks, verbose)
     metric = model.metric.with_options(dropout=0.0)
-    metric_path = os.path.join(run_dir, "metric.keras")
+    # Under multi-worker training every worker holds the same weights; only the chief writes the result.
+    save_dir = run_dir if is_chief() else os.path.join(run_dir, f"worker_{os.getpid()}")
+    metric_path = os.path.join(save_dir, "metric.keras")
     save_model_atomic(metric, metric_path)
     _, _, val_by_category = make_datasets(config, root, train=False)
     evaluation = evaluate_2afc(
@@ -119,13 +128,13 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     return TrainResult(config, metric_path, history, evaluation, time.time() - start, model)
 
 
-def _compile(model, config: TrainConfig, steps: int, trunk_path: str | None = None) -> None:
+def _compile(model, config: TrainConfig, steps: int, trunk=None) -> None:
     from keras_percept.losses import get_loss
     from keras_percept.metrics.keras_metrics import TwoAFCScore
     from keras_percept.training.optimizers import build_training_optimizer
 
     model.compile(
-        optimizer=build_training_optimizer(config, steps, trunk_path=trunk_path),
+        optimizer=build_training_optimizer(config, steps, trunk=trunk),
         loss=get_loss(config.loss),
         metrics=[TwoAFCScore()],
     )
@@ -135,9 +144,19 @@ def _history(history) -> dict[str, list[float]]:
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-def _fit_images(config: TrainConfig, root: str, run_dir: str, callbacks, verbose):
+@contextlib.contextmanager
+def _precision(policy: str):
+    """Sets Keras's global dtype policy for building the model, and restores it afterwards."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _fit_images(config: TrainConfig, root: str, run_dir: str, scope, callbacks, verbose):
     from keras_percept.training.model_builder import build_twoafc_model
-    from keras_percept.training.strategy import select_strategy
 
     train_ds, val_ds, _ = make_datasets(config, root)
     steps = config.steps_per_epoch or int(train_ds.cardinality())
@@ -146,9 +165,9 @@ def _fit_images(config: TrainConfig, root: str, run_dir: str, callbacks, verbose
             f"The training set has fewer than data.batch_size={config.data.batch_size} triplets; "
             "lower the batch size or add data."
         )
-    with select_strategy(config.strategy):
+    with scope:
         model = build_twoafc_model(config)
-        _compile(model, config, steps, trunk_path=model.metric.backbone.name)
+        _compile(model, config, steps, trunk=model.metric.backbone)
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=config.optim.epochs, steps_per_epoch=config.steps_per_epoch,
         callbacks=build_callbacks(config, run_dir, callbacks), verbose=verbose,

@@ -7,6 +7,8 @@ those tests run once, in the pass of the suite whose backend they launch.
 strategy. A loss reduced wrongly across replicas doubles the gradient, which
 Adam's normalised step all but hides in the weights, so Adam's moments are
 compared too, and a negative control shows the comparison fails on it.
+`tune`'s trunk/head MultiOptimizer and `global_clipnorm` are checked under
+MirroredStrategy the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ BACKEND = keras.backend.backend()
 TOLERANCE = 1e-5  # on losses and weights
 MOMENT_TOLERANCE = 1e-3  # relative, per optimizer variable; a 2x gradient gives >= 0.5
 TIMEOUT = 300  # seconds, per worker launch
+CLIP = 1e-4  # the worker's `global_clipnorm`
+ADAM_BETA_1 = 0.9  # keras.optimizers.Adam's default, which the worker's clipped runs use
 
 
 def launched_by(backend: str):
@@ -109,12 +113,16 @@ def moment_ratios(single: dict, other: dict, kind: str) -> np.ndarray:
     return np.array([np.linalg.norm(b) / np.linalg.norm(a) for n, a, b in pairs if kind in n and np.linalg.norm(a) > 0])
 
 
+def run_tf_worker_timed(mode: str, tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
+    start = time.time()
+    runs = run_worker(mode, tmp_path_factory.mktemp(mode) / "runs.npz", worker_env("tensorflow"))
+    print(f"{mode} worker: {time.time() - start:.1f}s")
+    return runs
+
+
 @pytest.fixture(scope="module")
 def mirrored_runs(tmp_path_factory):
-    start = time.time()
-    runs = run_worker("mirrored", tmp_path_factory.mktemp("mirrored") / "runs.npz", worker_env("tensorflow"))
-    print(f"mirrored worker: {time.time() - start:.1f}s")
-    return runs
+    return run_tf_worker_timed("mirrored", tmp_path_factory)
 
 
 @pytest.mark.slow
@@ -143,6 +151,75 @@ def test_comparison_catches_a_loss_not_scaled_per_replica(mirrored_runs):
     np.testing.assert_allclose(control["loss"][0], 2.0 * single["loss"][0], rtol=1e-6)
     with pytest.raises(AssertionError):
         assert_same_training(single, control, "self-reducing loss, mirrored")
+
+
+def applied_gradient(run: dict) -> list[np.ndarray]:
+    """The gradient Adam applied at its first step: first moment / (1 - beta_1), for every variable."""
+    pairs = zip(run["optimizer_names"], optimizer_state(run))
+    return [m / (1.0 - ADAM_BETA_1) for name, m in pairs if "momentum" in str(name)]
+
+
+def global_norm(arrays: list[np.ndarray]) -> float:
+    return float(np.sqrt(sum(np.sum(a.astype("float64") ** 2) for a in arrays)))
+
+
+@pytest.mark.slow
+@launched_by("tensorflow")
+def test_global_clipnorm_clips_per_replica_before_the_all_reduce(mirrored_runs):
+    """Keras 3 clips each replica's gradient, then sums: the step is the sum of the two halves' clipped gradients.
+
+    On one device the gradient of the global batch is clipped to norm 1e-4. Under 2 replicas each half
+    batch's gradient is clipped to 1e-4 and the two are added: measured, the mirrored step's gradient has
+    norm 1.98e-4 and equals half 0's plus half 1's, each clipped alone on one device, to 3e-8 (relative).
+    So Adam's first moment is off by up to 2x.
+    """
+    single, mirrored = (applied_gradient(mirrored_runs[k]) for k in ("clip_single", "clip_mirrored"))
+    halves = [applied_gradient(mirrored_runs[f"clip_half_{k}"]) for k in range(2)]
+    summed = [a + b for a, b in zip(*halves)]
+    norms = {"single": global_norm(single), "half_0": global_norm(halves[0]), "half_1": global_norm(halves[1]),
+             "mirrored": global_norm(mirrored)}
+    off_sum = global_norm([m - s for m, s in zip(mirrored, summed)]) / global_norm(summed)
+    print(", ".join(f"|g {k}|={v:.4e}" for k, v in norms.items()), f"; |mirrored - halves' sum| / |sum|={off_sum:.1e}")
+    np.testing.assert_allclose([norms["single"], norms["half_0"], norms["half_1"]], CLIP, rtol=1e-5)
+    assert off_sum < 1e-5
+    assert 1.5 * CLIP < norms["mirrored"] <= 2 * CLIP * (1 + 1e-5)
+
+
+@pytest.mark.slow
+@launched_by("tensorflow")
+def test_global_clipnorm_under_two_replicas_is_a_clear_error(mirrored_runs):
+    message = str(mirrored_runs["clip_guard"]["error"])
+    assert "`optim.global_clipnorm` must be null under a tf.distribute strategy with more than one replica" in message
+    assert "Received: optim.global_clipnorm=0.0001 with 2 replicas" in message
+    assert "clips each replica's gradient before the all-reduce" in message
+
+
+@pytest.fixture(scope="module")
+def multi_optimizer_runs(tmp_path_factory):
+    return run_tf_worker_timed("multi_optimizer", tmp_path_factory)
+
+
+@pytest.mark.slow
+@launched_by("tensorflow")
+def test_mirrored_multi_optimizer_matches_one_device(multi_optimizer_runs):
+    """`tune`'s MultiOptimizer built in MirroredStrategy's scope: each group at its rate, as on one device.
+
+    Adam's first step moves every weight by its rate times g / (|g| + eps / sqrt(1 - beta_2)), so the largest
+    first-step move of a variable is its group's rate, 1e-4 (trunk) or 1e-3 (head): measured 0.4% short at
+    most, as this trunk's gradients are small (~1e-4) next to eps / sqrt(1 - beta_2) = 3e-7.
+    """
+    single, mirrored = multi_optimizer_runs["single"], multi_optimizer_runs["mirrored"]
+    initial = weights(multi_optimizer_runs["initial"])
+    assert int(mirrored["replicas"]) == 2 and float(mirrored["replica_spread"]) == 0.0
+    for run in (single, mirrored):
+        assert run["inner_names"].tolist() == ["trunk", "head"]
+        assert run["inner_sizes"].tolist() == [10, 11]  # alex's 5 convolutions; linear layers + comparison head
+        np.testing.assert_allclose(run["inner_learning_rates"], [1e-4, 1e-3], rtol=1e-6)
+    rates = {"trunk": 1e-4, "head": 1e-3}
+    first_moves = [np.abs(mirrored[f"first_step_weight_{i}"] - w0).max() for i, w0 in enumerate(initial)]
+    np.testing.assert_allclose(first_moves, [rates[str(o)] for o in mirrored["owners"]], rtol=1e-2)
+    assert int(mirrored["optimizer_0"]) == len(mirrored["loss"]) == 4
+    assert_same_training(single, mirrored, "multi_optimizer, mirrored")
 
 
 @pytest.mark.slow

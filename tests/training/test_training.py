@@ -63,6 +63,8 @@ def test_lin_yaml_documents_every_key_with_its_default():
     (["lin_solver=lbfgs"], r"`lin_solver: lbfgs` .* model.comparison='dist2logit'"),
     (["feature_cache=true", "data.flip_left_right=true"], r"`feature_cache: true` needs paradigm 'lin' and no image"),
     (["feature_cache=sometimes"], r"`feature_cache` must be one of \['auto', True, False\]. Received: 'sometimes'"),
+    (["optim.trunk_lr_factor=0"], r"`optim.trunk_lr_factor` must be a number > 0 \(use paradigm 'lin' for a frozen"),
+    (["optim.gradient_accumulation_steps=1"], r"`optim.gradient_accumulation_steps` must be an integer >= 2 or null"),
     (["nonneg=soft"], r"`nonneg` must be one of \['projection', 'penalty', 'barrier'\]. Received: 'soft'"),
 ])
 def test_invalid_config_values_are_named(overrides, message):
@@ -306,3 +308,36 @@ def test_killed_run_resumes_with_backup_and_restore(tiny_root, tmp_path):
 
     assert epochs(tmp_path / "straight") == [[0, 1, 2, 3]]
     assert epochs(tmp_path / "killed") == [[0, 1, 2], [2, 3]], "the second process must start at epoch 2"
+
+
+# --- tune and scratch through the images, on every backend -------------------------------------------
+
+@pytest.mark.slow
+def test_tune_moves_the_trunk_under_l2sp(tiny_root, tmp_path):
+    from keras_percept.regularizers import L2SP
+    from keras_percept.training import train
+
+    config = tiny_config(tiny_root, tmp_path, paradigm="tune", overrides=["steps_per_epoch=2", "optim.epochs=1",
+                                                                          "optim.learning_rate=1e-3"])
+    result = train(config, progress=False, verbose=0)
+    trunk = result.model.metric.backbone
+    regularized = [v for v in trunk.trainable_weights if isinstance(v.regularizer, L2SP)]
+    assert len(regularized) == len(trunk.trainable_weights) > 10
+    assert result.history["trunk_drift"][0] > 0
+    assert np.isfinite(result.history["loss"][0])
+    assert result.config.l2sp == pytest.approx(1e-3)
+
+
+@pytest.mark.slow
+def test_scratch_with_mixed_precision_and_gradient_accumulation(tiny_root, tmp_path):
+    from keras_percept.training import train
+
+    config = tiny_config(tiny_root, tmp_path, paradigm="scratch", overrides=[
+        "steps_per_epoch=4", "optim.epochs=1", "precision=mixed_bfloat16", "optim.gradient_accumulation_steps=2"])
+    result = train(config, progress=False, verbose=0)
+    assert keras.config.dtype_policy().name == "float32", "the global policy is restored after training"
+    model = result.model
+    assert model.metric.backbone.layers[1].compute_dtype == "bfloat16"
+    assert model.optimizer.gradient_accumulation_steps == 2
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2, "4 batches, 2 applied updates"
+    assert np.isfinite(result.history["loss"][0]) and result.history["trunk_drift"][0] > 0

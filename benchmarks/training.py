@@ -1,0 +1,129 @@
+"""Training benchmark: wall time of the default `lin` run, and lin / tune / scratch vs. L2 / SSIM / PSNR.
+
+    python benchmarks/training.py            # full: the shipped configs on the default embedded set
+    python benchmarks/training.py --quick    # a few minutes: small data, 1 epoch (CI runs this)
+
+Prints, per paradigm, the wall time and the held-out 2AFC score (%) per
+category on the embedded validation split (held-out photographs and
+distortion families), next to the classical baselines scored by the same
+code; the speed-up of the cached-feature `lin` over `lin` through the
+trunk; the L-BFGS `lin` solve; and a paired bootstrap comparison of `lin`
+against the best classical baseline. Labels are from the simulated
+observer, not from people (see README, "Data").
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def _config(paradigm: str, quick: bool, out: str, overrides=()):
+    from keras_percept.training import load_config
+
+    extra = [f"output_dir={out}", *overrides]
+    if quick:
+        extra += ["data.n_train=400", "data.n_val=210", "data.n_jnd=40", "optim.epochs=1"]
+        if paradigm != "lin":
+            extra.append("steps_per_epoch=3")
+    return load_config(os.path.join(REPO, "configs", f"{paradigm}.yaml"), overrides=extra)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small data, 1 epoch (minutes)")
+    parser.add_argument("--paradigms", nargs="+", default=["lin", "tune", "scratch"])
+    args = parser.parse_args(argv)
+
+    from keras_percept.metrics.comparison import compare_paired
+    from keras_percept.training import train
+    from keras_percept.training.evaluation import classical_distances, per_triplet_scores
+    from keras_percept.training.run import run_training
+    from keras_percept.training.trainer import make_datasets
+
+    out = tempfile.mkdtemp(prefix="kp_bench_")
+    rows, results = [], {}
+    for paradigm in args.paradigms:
+        config = _config(paradigm, args.quick, out)
+        if paradigm == "lin":
+            config = dataclasses.replace(config, tracking_uri=f"sqlite:///{os.path.join(out, 'mlflow.db')}")
+        start = time.time()
+        if paradigm == "lin":  # the default run, as `mlflow run . -P paradigm=lin` runs it (tracked)
+            result = run_training(config, progress=False, verbose=0).best
+        else:
+            result = train(config, progress=False, verbose=0)
+        seconds = time.time() - start
+        results[paradigm] = result
+        rows.append((paradigm, seconds, result.evaluation["lpips"]))
+        print(f"[{paradigm}] {seconds:.1f} s, held-out 2AFC {100 * result.evaluation['lpips']['mean']:.2f}",
+              flush=True)
+
+    evaluation = next(iter(results.values())).evaluation
+    categories = [c for c in evaluation["lpips"] if c != "mean"]
+    print("\nHeld-out 2AFC (%) on the embedded validation split" + (" (quick mode)" if args.quick else ""))
+    header = f"{'metric':<16}{'wall s':>8}" + "".join(f"{c[:11]:>12}" for c in categories) + f"{'mean':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, seconds, row in rows:
+        print(f"{name:<16}{seconds:>8.1f}" + "".join(f"{100 * row[c]:>12.2f}" for c in categories)
+              + f"{100 * row['mean']:>8.2f}")
+    for name in ("l2", "ssim", "psnr"):
+        row = evaluation[name]
+        print(f"{name:<16}{'':>8}" + "".join(f"{100 * row[c]:>12.2f}" for c in categories)
+              + f"{100 * row['mean']:>8.2f}")
+
+    if "lin" in results:
+        lin = results["lin"]
+        _, _, val = make_datasets(lin.config, _root(lin.config), train=False)
+        best = max(("l2", "ssim", "psnr"), key=lambda n: evaluation[n]["mean"])
+        metric = keras_load(lin.metric_path)
+        cmp = compare_paired(per_triplet_scores(lambda a, b: metric.predict_on_batch((a, b)), val),
+                             per_triplet_scores(classical_distances()[best], val))
+        print("\n" + cmp.describe("lin", best))
+        beats = all(lin.evaluation["lpips"]["mean"] > evaluation[n]["mean"] for n in ("l2", "ssim", "psnr"))
+        print(f"lin beats every classical baseline: {'yes' if beats else 'NO'}")
+
+        # Fast lin: one epoch through the trunk vs. one epoch on cached channel means (cache already warm).
+        timings = {}
+        for cache in (False, True):
+            cfg = _config("lin", True, out, [f"feature_cache={str(cache).lower()}", "optim.epochs=1",
+                                             "model.dropout=0.0"])
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_train=lin.config.data.n_train,
+                                                                      n_val=lin.config.data.n_val,
+                                                                      n_jnd=lin.config.data.n_jnd))
+            start = time.time()
+            train(cfg, progress=False, verbose=0)
+            timings[cache] = time.time() - start
+        print(f"\nlin, 1 epoch + evaluation: through the trunk {timings[False]:.1f} s, from cached means "
+              f"{timings[True]:.1f} s (x{timings[False] / timings[True]:.1f})")
+        cfg = _config("lin", args.quick, out, ["lin_solver=lbfgs", "model.comparison=difference"])
+        start = time.time()
+        solved = train(cfg, progress=False, verbose=0)
+        print(f"lin by L-BFGS (difference head): {time.time() - start:.1f} s, "
+              f"{int(solved.history['lbfgs_iterations'][0])} iterations, held-out 2AFC "
+              f"{100 * solved.evaluation['lpips']['mean']:.2f}")
+    return 0
+
+
+def _root(config):
+    from keras_percept.training.trainer import dataset_root
+
+    return dataset_root(config, progress=False)
+
+
+def keras_load(path):
+    import keras
+
+    import keras_percept  # noqa: F401
+
+    return keras.saving.load_model(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
