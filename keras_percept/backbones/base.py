@@ -37,6 +37,22 @@ class Backbone(keras.Model):
     def from_config(cls, config: dict) -> "Backbone":
         return cls(**config)
 
+    def stage_of_variables(self) -> dict[str, int]:
+        """`{variable path: stage}` for every trainable variable; stage k ends at tap k.
+
+        A layer belongs to the stage of the first tap computed after it (the
+        layers are in topological order), so stage 0 is nearest the input.
+        Gradual unfreezing uses this to release the trunk from the top down.
+        """
+        taps = {id(t) for t in self.outputs}
+        stage, stages = 0, {}
+        for layer in self.layers:
+            for variable in layer.trainable_variables:
+                stages[variable.path] = min(stage, len(self.outputs) - 1)
+            if id(layer.output) in taps:
+                stage += 1
+        return stages
+
     @property
     def feature_info(self) -> list[dict]:
         """Channels and reduction of every tap, timm-style."""

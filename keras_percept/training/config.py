@@ -90,6 +90,7 @@ class OptimConfig:
     restart_epochs: int = 3
     trunk_lr_factor: float = 0.1
     gradient_accumulation_steps: int | None = None
+    unfreeze_every_epochs: int | None = None
 
 
 @dataclass
@@ -132,6 +133,11 @@ class TrainConfig:
         _choice("feature_cache", self.feature_cache, FEATURE_CACHE)
         _choice("lin_solver", self.lin_solver, LIN_SOLVERS)
         _choice("precision", self.precision, PRECISIONS)
+        if self.optim.unfreeze_every_epochs is not None:
+            _positive_int("optim.unfreeze_every_epochs", self.optim.unfreeze_every_epochs)
+            if self.paradigm != "tune":
+                raise ValueError("`optim.unfreeze_every_epochs` (gradual unfreezing) applies to paradigm 'tune'. "
+                                 f"Received: paradigm={self.paradigm!r}")
         steps = self.optim.gradient_accumulation_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
             raise ValueError(f"`optim.gradient_accumulation_steps` must be an integer >= 2 or null. Received: {steps!r}")

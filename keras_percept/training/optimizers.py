@@ -6,10 +6,11 @@ import re
 
 import keras
 
-from keras_percept.training.schedules import build_schedule
+from keras_percept.training.schedules import DelayedStart, build_schedule
 
 
-def build_optimizer(optim, steps_per_epoch: int, *, lr_factor: float = 1.0, name: str | None = None):
+def build_optimizer(optim, steps_per_epoch: int, *, lr_factor: float = 1.0, name: str | None = None,
+                    start_step: int = 0):
     """One Keras optimizer: adam, adamw, sgd (Nesterov momentum) or rmsprop.
 
     Weight decay goes through the optimizer (`weight_decay`, decoupled as in
@@ -21,6 +22,8 @@ def build_optimizer(optim, steps_per_epoch: int, *, lr_factor: float = 1.0, name
     >>> opt = build_optimizer(OptimConfig(optimizer="sgd", learning_rate=0.1), steps_per_epoch=10)  # doctest: +SKIP
     """
     lr = build_schedule(optim, steps_per_epoch, optim.learning_rate * lr_factor)
+    if start_step:
+        lr = DelayedStart(lr, start_step)
     common = {"learning_rate": lr, "global_clipnorm": optim.global_clipnorm,
               "weight_decay": optim.weight_decay or None, "name": name,
               "gradient_accumulation_steps": optim.gradient_accumulation_steps}
@@ -42,7 +45,11 @@ def build_training_optimizer(config, steps_per_epoch: int, *, trunk=None):
 
     The trunk's trainable variables get the head's rate times
     `optim.trunk_lr_factor` (inner optimizer `trunk`); everything else the
-    head's rate (inner optimizer `head`).
+    head's rate (inner optimizer `head`). With `optim.unfreeze_every_epochs`
+    the trunk is released gradually from the top stage down, one inner
+    optimizer per stage held at rate 0 until its epoch (`DelayedStart`).
+    BatchNorm statistics of a held stage still update in training mode; its
+    weights do not.
 
     The split is keyed by the exact paths of `trunk.trainable_variables`, not
     by the trunk's name: a Keras variable's path is `<layer>/<weight>` of the
@@ -71,7 +78,7 @@ def build_training_optimizer(config, steps_per_epoch: int, *, trunk=None):
     """
     optim = config.optim
     _check_clipnorm_replicas(optim)
-    if config.paradigm != "tune" or optim.trunk_lr_factor == 1.0:
+    if config.paradigm != "tune" or (optim.trunk_lr_factor == 1.0 and not optim.unfreeze_every_epochs):
         return build_optimizer(optim, steps_per_epoch)
     if trunk is None:
         raise ValueError(
@@ -84,10 +91,31 @@ def build_training_optimizer(config, steps_per_epoch: int, *, trunk=None):
             f"`trunk` must have trainable variables for `optim.trunk_lr_factor`. Received: {trunk.name!r} with none"
         )
     head = build_optimizer(optim, steps_per_epoch, name="head")
-    trunk_optimizer = build_optimizer(optim, steps_per_epoch, lr_factor=optim.trunk_lr_factor, name="trunk")
     optimizer_map = keras.optimizers.OptimizerMap(default_optimizer=head)
-    optimizer_map["|".join(re.escape(p) for p in paths)] = trunk_optimizer
+    for name, group, start_epoch in _trunk_groups(trunk, paths, optim.unfreeze_every_epochs):
+        optimizer_map["|".join(re.escape(p) for p in group)] = build_optimizer(
+            optim, steps_per_epoch, lr_factor=optim.trunk_lr_factor, name=name,
+            start_step=start_epoch * steps_per_epoch)
     return keras.optimizers.MultiOptimizer(optimizer_map)
+
+
+def _trunk_groups(trunk, paths: list[str], unfreeze_every_epochs: int | None):
+    """`(optimizer name, variable paths, first epoch)`: one group, or one per stage for gradual unfreezing.
+
+    With `unfreeze_every_epochs = e` and S stages, stage k (0 = nearest the
+    input) starts training at epoch (S - 1 - k) * e: the top stage at once,
+    the next one e epochs later, and so on (ULMFiT-style).
+    """
+    if not unfreeze_every_epochs:
+        return [("trunk", paths, 0)]
+    stages = trunk.stage_of_variables()
+    n = max(stages.values()) + 1
+    groups = []
+    for k in range(n):
+        group = [p for p in paths if stages.get(p) == k]
+        if group:
+            groups.append((f"trunk_stage_{k}", group, (n - 1 - k) * unfreeze_every_epochs))
+    return groups
 
 
 def _check_clipnorm_replicas(optim) -> None:

@@ -54,6 +54,48 @@ class HoldThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"learning_rate": self.learning_rate, "hold_steps": self.hold_steps, "decay_steps": self.decay_steps}
 
 
+@keras.saving.register_keras_serializable(package="keras_percept")
+class DelayedStart(keras.optimizers.schedules.LearningRateSchedule):
+    """Learning rate 0 before `start_step`, then `schedule(step)`: keeps a variable group frozen until then.
+
+    Used for gradual unfreezing of the trunk in `tune` (one inner optimizer of
+    a `MultiOptimizer` per trunk stage). Keras has no per-group start step,
+    and changing `trainable` in the middle of `fit` needs a recompile (a new
+    optimizer, which loses its state and breaks `BackupAndRestore`); a zero
+    rate freezes the weights exactly (Adam's and SGD's step is lr x ..., and
+    Keras scales decoupled weight decay by lr too) with one compiled step.
+
+    Args:
+        schedule: a float or a `LearningRateSchedule` (evaluated at the global step).
+        start_step: first step with a non-zero rate (>= 0).
+
+    Example:
+
+    >>> s = DelayedStart(1e-3, start_step=10)
+    >>> [float(s(t)) for t in (0, 9, 10)]
+    [0.0, 0.0, 0.001]
+    """
+
+    def __init__(self, schedule, start_step: int):
+        if isinstance(schedule, dict):
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"Argument `start_step` must be an integer >= 0. Received: start_step={start_step!r}")
+        self.schedule = schedule
+        self.start_step = start_step
+
+    def __call__(self, step):
+        rate = self.schedule(step) if callable(self.schedule) else self.schedule
+        started = ops.cast(ops.greater_equal(ops.cast(step, "float32"), float(self.start_step)), "float32")
+        return started * ops.cast(rate, "float32")
+
+    def get_config(self) -> dict:
+        schedule = self.schedule
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            schedule = keras.optimizers.schedules.serialize(schedule)
+        return {"schedule": schedule, "start_step": self.start_step}
+
+
 def build_schedule(optim, steps_per_epoch: int, learning_rate: float | None = None):
     """The learning rate (a float or a Keras schedule) for an `OptimConfig`.
 

@@ -140,3 +140,28 @@ def test_global_clipnorm_is_allowed_with_one_replica():
     assert build_training_optimizer(config, 10).global_clipnorm == 1.0
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         assert build_training_optimizer(config, 10).global_clipnorm == 1.0
+
+
+def test_gradual_unfreezing_releases_the_trunk_from_the_top_down():
+    """unfreeze_every_epochs=1, 2 steps per epoch: epoch 0 trains stage 4 only, epoch 1 stages 3-4, ..."""
+    model = small_model()
+    config = tune_config("optim.unfreeze_every_epochs=1", "optim.learning_rate=0.1")
+    optimizer = build_training_optimizer(config, 2, trunk=model.metric.backbone)
+    assert sorted(o.name for o in optimizer.optimizers) == ["head"] + [f"trunk_stage_{k}" for k in range(5)]
+    stages = model.metric.backbone.stage_of_variables()
+    assert sorted(set(stages.values())) == [0, 1, 2, 3, 4] and len(stages) == N_TRUNK
+    model.compile(optimizer=optimizer, loss=get_loss("bce"))
+    trunk_vars = model.metric.backbone.trainable_variables
+    for epoch in range(3):
+        before = [keras.ops.convert_to_numpy(v) for v in trunk_vars]
+        for _ in range(2):
+            model.train_on_batch(*batch())
+        moved = {stages[v.path] for v, b in zip(trunk_vars, before)
+                 if not np.array_equal(keras.ops.convert_to_numpy(v), b)}
+        assert moved == set(range(4 - epoch, 5)), f"epoch {epoch}: stages {sorted(moved)} moved"
+
+
+def test_gradual_unfreezing_is_only_for_tune():
+    with pytest.raises(ValueError, match=r"`optim.unfreeze_every_epochs` \(gradual unfreezing\) applies to paradigm "
+                                         r"'tune'. Received: paradigm='lin'"):
+        load_config(paradigm="lin", overrides=["optim.unfreeze_every_epochs=2"])
