@@ -84,14 +84,18 @@ def run_directory(config: TrainConfig) -> str:
     return os.path.join(config.output_dir, f"{config.paradigm}_{config.model.net}_seed{config.seed}")
 
 
-def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: int | str = "auto") -> TrainResult:
+def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: int | str = "auto",
+          baselines: bool = True) -> TrainResult:
     """Trains one metric as `config` says and saves it as `<run directory>/metric.keras`.
 
     `lin` without augmentation trains from cached per-channel feature means
     (`training.feature_cache`; exact with dropout off), optionally solved in
     one L-BFGS call (`lin_solver: lbfgs`); everything else runs `model.fit`
-    over the images. The held-out evaluation always runs the saved metric on
-    the images, next to L2, SSIM and PSNR.
+    over the images. The held-out evaluation scores the saved metric per
+    category — on the images, or, for cached `lin`, exactly from the cached
+    validation means — next to L2, SSIM and PSNR (`baselines=False` skips
+    those three, which do not change between runs on the same data: tuning
+    trials use it).
 
     Example:
 
@@ -111,9 +115,10 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     root = dataset_root(config, progress=progress)
     run_dir = run_directory(config)
     os.makedirs(run_dir, exist_ok=True)
+    val_means = None
     with _precision(config.precision):
         if config.uses_feature_cache():
-            model, history = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
+            model, history, val_means = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
         else:
             model, history = _fit_images(config, root, run_dir, scope, callbacks, verbose)
     metric = model.metric.with_options(dropout=0.0)
@@ -121,10 +126,18 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     save_dir = run_dir if is_chief() else os.path.join(run_dir, f"worker_{os.getpid()}")
     metric_path = os.path.join(save_dir, "metric.keras")
     save_model_atomic(metric, metric_path)
-    _, _, val_by_category = make_datasets(config, root, train=False)
-    evaluation = evaluate_2afc(
-        {"lpips": lambda a, b: metric.predict_on_batch((a, b)), **classical_distances()}, val_by_category
-    )
+    distances = {} if val_means is not None else {"lpips": lambda a, b: metric.predict_on_batch((a, b))}
+    if baselines:
+        distances.update(classical_distances())
+    evaluation = {}
+    if distances:
+        _, _, val_by_category = make_datasets(config, root, train=False)
+        evaluation = evaluate_2afc(distances, val_by_category)
+    if val_means is not None:
+        from keras_percept.training.feature_cache import evaluate_cached
+
+        evaluation = {"lpips": evaluate_cached(val_means, keras.ops.convert_to_numpy(metric.linear_weights())),
+                      **evaluation}
     return TrainResult(config, metric_path, history, evaluation, time.time() - start, model)
 
 
@@ -195,7 +208,7 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
                                     l1=config.lin_l1)
         assign_linear_weights(model.metric, weights)
         model.comparison.scale_weight.assign(1.0)
-        return model, {"lbfgs_loss": [info["loss"]], "lbfgs_iterations": [float(info["iterations"])]}
+        return model, {"lbfgs_loss": [info["loss"]], "lbfgs_iterations": [float(info["iterations"])]}, means["val"]
     cached = CachedLinModel(model.metric, model.comparison, dropout=config.model.dropout, name="cached_lin")
     smoothed = dict(means["train"], h=means["train"]["h"] * (1 - d.label_smoothing) + 0.5 * d.label_smoothing)
     train_ds = cached_dataset(smoothed, d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True)
@@ -212,7 +225,7 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
         callbacks=build_callbacks(config, run_dir, callbacks, monitor_groups={"lin": [cached.linear.kernel]}),
     )
     cached.write_back(model.metric)
-    return model, _history(history)
+    return model, _history(history), means["val"]
 
 
 def mean_and_spread(values: list[float]) -> tuple[float, float]:

@@ -341,3 +341,21 @@ def test_scratch_with_mixed_precision_and_gradient_accumulation(tiny_root, tmp_p
     assert model.optimizer.gradient_accumulation_steps == 2
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2, "4 batches, 2 applied updates"
     assert np.isfinite(result.history["loss"][0]) and result.history["trunk_drift"][0] > 0
+
+
+def test_cached_evaluation_equals_the_metric_on_the_images(tiny_root, tmp_path):
+    from keras_percept.training import train
+    from keras_percept.training.evaluation import evaluate_2afc
+    from keras_percept.training.trainer import make_datasets
+
+    config = tiny_config(tiny_root, tmp_path)
+    result = train(config, progress=False, verbose=0, baselines=False)
+    assert set(result.evaluation) == {"lpips"}
+    metric = keras.saving.load_model(result.metric_path)
+    _, _, val = make_datasets(config, tiny_root, train=False)
+    on_images = evaluate_2afc({"lpips": lambda a, b: metric.predict_on_batch((a, b))}, val)["lpips"]
+    assert set(on_images) == set(result.evaluation["lpips"])
+    for category, score in on_images.items():
+        # Equal up to a near-tie flipping: at most one triplet of a 12-triplet category.
+        assert result.evaluation["lpips"][category] == pytest.approx(score, abs=1 / 12 + 1e-9), category
+    assert result.evaluation["lpips"]["mean"] == pytest.approx(on_images["mean"], abs=0.02)

@@ -1,0 +1,163 @@
+"""The Optuna objective: one trial = one `train()` of a suggested config, tracked as a nested MLflow run.
+
+Each trial's MLflow run is a child of the study's parent run (tag
+`mlflow.parentRunId`, set explicitly so that worker processes, which do not
+hold the parent run open, nest under it too). It holds the suggested
+parameters (under the config keys Optuna uses), the resolved config,
+per-epoch metrics (`MLflowEpochLogger`), the objective, and the tags
+`optuna.trial_number` and `optuna.trial.state` (COMPLETE / PRUNED / FAIL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import shutil
+import socket
+import traceback
+from typing import Any, Callable, Iterator, Sequence
+
+STATE_TAG = "optuna.trial.state"
+ROLE_TAG = "optuna.role"
+
+
+def pruning_callback(trial, monitor: str):
+    """optuna-integration's `KerasPruningCallback`: it subclasses `keras.callbacks.Callback` and reports
+    `logs[monitor]` each epoch, so it works unchanged with Keras 3 on every backend."""
+    try:
+        from optuna_integration import KerasPruningCallback
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("Pruning needs optuna-integration: pip install keras-percept[tune]") from err
+    return KerasPruningCallback(trial, monitor)
+
+
+@contextlib.contextmanager
+def trial_run(trial, *, parent_run_id: str, experiment_id: str, study_name: str) -> Iterator[Any]:
+    """An MLflow run for `trial`, nested under `parent_run_id`, ended with the trial's state.
+
+    A pruned trial's run ends FINISHED with state PRUNED; any other exception
+    ends it FAILED with state FAIL and the traceback as `error.txt`, and
+    propagates (Optuna records the trial as FAIL).
+    """
+    import optuna
+
+    from keras_percept.training.tracking import import_mlflow
+
+    mlflow = import_mlflow()
+    tags = {"mlflow.parentRunId": parent_run_id, ROLE_TAG: "trial", "optuna.study_name": study_name,
+            "optuna.trial_number": str(trial.number), STATE_TAG: "RUNNING"}
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=f"trial {trial.number}", tags=tags)
+    trial.set_user_attr("mlflow_run_id", run.info.run_id)
+    try:
+        yield run
+    except optuna.TrialPruned:
+        mlflow.set_tag(STATE_TAG, "PRUNED")
+        mlflow.end_run(status="FINISHED")
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            mlflow.set_tag(STATE_TAG, "FAIL")
+            mlflow.log_text(traceback.format_exc(), "error.txt")
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.set_tag(STATE_TAG, "COMPLETE")
+    mlflow.end_run(status="FINISHED")
+
+
+def mark_mlflow_run_failed(study, trial) -> None:
+    """`failed_trial_callback` of the storage: a trial failed by heartbeat (its worker died) also ends FAILED in MLflow."""
+    from keras_percept.training.tracking import import_mlflow
+
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if not run_id:
+        return
+    client = import_mlflow().MlflowClient()
+    client.set_tag(run_id, STATE_TAG, "FAIL")
+    client.set_tag(run_id, "optuna.fail_reason", "no heartbeat: the worker stopped during the trial")
+    client.set_terminated(run_id, status="FAILED")
+
+
+class Objective:
+    """Trains the config a trial suggests and returns its held-out 2AFC (`evaluation["lpips"]["mean"]`).
+
+    Args:
+        space: a `tuning.space.SearchSpace`.
+        parent_run_id: the study's MLflow run; every trial is a child run of it.
+        experiment_id: the parent run's experiment.
+        study_name: for the trial runs' tags.
+        output_dir: trials train in `<output_dir>/trial_<number>` (their own `BackupAndRestore`
+            folder, so a pruned trial's backup is never resumed by another trial); the folder is
+            removed when the trial ends. Defaults to `"runs/tuning"`.
+        config_path: the base YAML config (paradigm defaults when `None`). Defaults to `None`.
+        overrides: extra `key=value` overrides applied before the suggested values. Defaults to `()`.
+        train_fn: `keras_percept.training.train` or a stand-in with its signature. Defaults to `None` (train).
+        verbose: Keras `fit` verbosity. Defaults to `0`.
+
+    Example:
+
+    >>> objective = Objective(space, parent_run_id=run.info.run_id, experiment_id="0", study_name="s")  # doctest: +SKIP
+    >>> study.optimize(objective, n_trials=10, catch=(Exception,))  # doctest: +SKIP
+    """
+
+    def __init__(self, space, *, parent_run_id: str, experiment_id: str, study_name: str,
+                 output_dir: str = os.path.join("runs", "tuning"), config_path: str | None = None,
+                 overrides: Sequence[str] = (), train_fn: Callable | None = None, verbose: int | str = 0):
+        self.space = space
+        self.parent_run_id = parent_run_id
+        self.experiment_id = experiment_id
+        self.study_name = study_name
+        self.output_dir = output_dir
+        self.config_path = config_path
+        self.overrides = list(overrides)
+        self.train_fn = train_fn
+        self.verbose = verbose
+
+    def config_overrides(self, values: dict[str, Any], trial_dir: str) -> list[str]:
+        return self.space.fixed_overrides() + self.overrides + self.space.overrides(values) + [f"output_dir={trial_dir}"]
+
+    def __call__(self, trial) -> float:
+        import keras
+
+        from keras_percept.training import load_config
+        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow
+
+        mlflow = import_mlflow()
+        values = self.space.suggest(trial)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial_dir = os.path.join(self.output_dir, f"trial_{trial.number:04d}")
+        with trial_run(trial, parent_run_id=self.parent_run_id, experiment_id=self.experiment_id,
+                       study_name=self.study_name):
+            mlflow.log_params(values)
+            config = load_config(self.config_path, paradigm=self.space.paradigm,
+                                 overrides=self.config_overrides(values, trial_dir))
+            mlflow.log_params(flatten(config.to_dict(), "config."))
+            train = self.train_fn
+            if train is None:
+                from keras_percept.training import train
+            try:
+                # baselines=False: L2 / SSIM / PSNR do not change between trials (the best trial's
+                # retraining logs them).
+                result = train(config, callbacks=[MLflowEpochLogger(), pruning_callback(trial, self.space.monitor)],
+                               progress=False, verbose=self.verbose, baselines=False)
+            finally:
+                keras.backend.clear_session()
+                gc.collect()
+                shutil.rmtree(trial_dir, ignore_errors=True)
+            check_finite(result.history)
+            value = float(result.evaluation["lpips"]["mean"])
+            if not math.isfinite(value):
+                raise FloatingPointError(f"The held-out 2AFC of trial {trial.number} is {value}.")
+            mlflow.log_metrics({"objective": value, "seconds": float(result.seconds),
+                                **{f"val2afc_{name}_mean": row["mean"] for name, row in result.evaluation.items()}})
+        return value
+
+
+def check_finite(history: dict[str, list[float]]) -> None:
+    """Raises `FloatingPointError` when a loss in the history is NaN or infinite (`TerminateOnNaN` stopped the fit)."""
+    for key, series in history.items():
+        if "loss" in key and any(not math.isfinite(v) for v in series):
+            epoch = next(i for i, v in enumerate(series) if not math.isfinite(v))
+            raise FloatingPointError(f"`{key}` became {series[epoch]} at epoch {epoch}: training diverged "
+                                     "(TerminateOnNaN stopped it).")

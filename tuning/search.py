@@ -1,0 +1,245 @@
+"""`python tuning/search.py --trials 50`: an Optuna study over a `configs/search/*.yaml` space, tracked in MLflow.
+
+One MLflow parent run per study and a nested run per trial; trials report
+`val_twoafc` each epoch to the pruner; the study lives in a persistent
+storage (default `journal:tuning/studies/<study>.log`), so running the same
+command again resumes it up to `--trials` trials in total, and several
+processes (`--n-jobs`, or more commands with `--worker`) share it. At the
+end the best trial is retrained, logged as a `.keras` artifact and a
+registered MLflow model, next to Optuna's plots and a table of the top trials.
+
+Example:
+
+    python tuning/search.py --trials 50
+    python tuning/search.py --trials 50 --n-jobs 2 --storage journal:tuning/studies/lin.log
+    python tuning/search.py --trials 200 --storage postgresql://optuna@127.0.0.1:5432/optuna --worker  # more machines
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+
+if __package__ in (None, ""):  # run as `python tuning/search.py`: the repository root holds the `tuning` package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_percept.training.commands import _optional  # noqa: E402  (the train command's "none"-aware parser)
+from tuning.space import PRUNERS, SAMPLERS, SearchSpace  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _none(text):
+    return None if text is None or str(text).strip().lower() in ("", "none", "null") else text
+
+
+def _default(text):
+    """For --sampler / --pruner, where "none" is a value: "default" (MLproject's) means the space's choice."""
+    return None if text is None or str(text).strip().lower() in ("", "default") else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tuning/search.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=_optional(int, "--trials"), default=50,
+                   help="trials of the whole study (COMPLETE + PRUNED), shared by all workers; default 50")
+    p.add_argument("--paradigm", default="lin", choices=("lin", "tune", "scratch"))
+    p.add_argument("--space", type=_none, default=None, help="search space YAML; default configs/search/<paradigm>.yaml")
+    p.add_argument("--config", type=_none, default=None, help="base training config YAML; default: paradigm defaults")
+    p.add_argument("--study-name", type=_none, default=None, help="default <paradigm>-search")
+    p.add_argument("--storage", type=_none, default=None,
+                   help="journal:<file> (default tuning/studies/<study>.log; several processes on one host), "
+                        "sqlite:///<file> (one process), postgresql://... (several machines)")
+    p.add_argument("--sampler", type=_default, default=None, choices=(None,) + SAMPLERS,
+                   help="default: the space's (tpe)")
+    p.add_argument("--pruner", type=_default, default=None, choices=(None,) + PRUNERS,
+                   help="'none' turns pruning off; default: the space's (median)")
+    p.add_argument("--timeout", type=_optional(float, "--timeout"), default=None,
+                   help="seconds after which this process starts no new trial")
+    p.add_argument("--n-jobs", type=_optional(int, "--n-jobs"), default=1,
+                   help="worker processes on this host (processes, not threads: Keras's global state is per process)")
+    p.add_argument("--seed", type=_none, default="0", help="sampler seed (worker k uses seed + k); 'none': random")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every trial (repeatable; space-separated pairs accepted)")
+    p.add_argument("--output-dir", type=_none, default=None, help="trial folders; default runs/tuning/<study>")
+    p.add_argument("--experiment", type=_none, default=None, help="MLflow experiment; default the config's")
+    p.add_argument("--register-as", type=_none, default=None,
+                   help="registered model name of the best metric; default keras_percept-<study>")
+    p.add_argument("--top", type=int, default=10, help="rows of the final table")
+    p.add_argument("--heartbeat-interval", type=int, default=10, help="seconds (RDB storages)")
+    p.add_argument("--grace-period", type=int, default=None, help="seconds without heartbeat before a trial fails")
+    p.add_argument("--worker", action="store_true",
+                   help="only run trials (another process or machine of a running study): no final report")
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _overrides(items) -> list[str]:
+    return [part for item in items for part in item.split() if part.lower() != "none"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args, argv)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args, argv: list[str]) -> int:
+    # Under `mlflow run` this names the project's run; taken out so no trial's start_run() resumes it.
+    project_run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    import optuna
+
+    from keras_percept.training import load_config
+    from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow
+    from tuning import storage as storages
+    from tuning.objective import Objective, mark_mlflow_run_failed
+    from tuning.study import make_pruner, make_sampler, run_until_budget, top_trials_table
+    from tuning.tracking import log_study_setup, resolve_parent_run
+
+    space_path = args.space or os.path.join(REPO, "configs", "search", f"{args.paradigm}.yaml")
+    space = SearchSpace.from_yaml(space_path)
+    if space.paradigm != args.paradigm:
+        raise ValueError(f"The search space {space_path!r} is for paradigm {space.paradigm!r}. "
+                         f"Received: --paradigm {args.paradigm}")
+    overrides = _overrides(args.overrides)
+    # Validates the fixed part before any trial: a bad --set fails once, not N times.
+    base = load_config(args.config, paradigm=args.paradigm, overrides=space.fixed_overrides() + overrides)
+    study_name = args.study_name or f"{args.paradigm}-search"
+    url = args.storage or storages.default_storage_url(study_name)
+    if args.n_jobs > 1 and not storages.supports_parallel_writers(url):
+        raise ValueError("SQLite storage is for one process at a time (parallel writers lock the file): use "
+                         "--storage journal:<file> on one host or postgresql://... across machines. "
+                         f"Received: --storage {url} with --n-jobs {args.n_jobs}")
+    seed = None if args.seed is None else int(args.seed) + args.worker_index
+    parallel = args.n_jobs > 1 or args.worker
+    sampler = make_sampler({**space.sampler, **({"name": args.sampler} if args.sampler else {})}, seed=seed,
+                           parallel=parallel)
+    pruner_settings = {**space.pruner, **({"name": args.pruner} if args.pruner else {})}
+    pruner = make_pruner(pruner_settings, max_epochs=base.optim.epochs)
+
+    mlflow = import_mlflow()
+    mlflow.set_tracking_uri(base.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+    storage = storages.make_storage(url, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                                    on_failed_trial=mark_mlflow_run_failed)
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=space.direction, load_if_exists=True)
+    experiment = args.experiment or base.experiment
+    parent = resolve_parent_run(study, experiment=experiment, project_run_id=project_run_id,
+                                tags={"optuna.role": "study", "optuna.study_name": study_name})
+    parent_id = parent.info.run_id
+    if not args.worker:
+        log_study_setup(parent_id, {
+            "study_name": study_name, "storage": storages.redact(url), "paradigm": args.paradigm, "trials": args.trials,
+            "sampler": sampler.__class__.__name__, "pruner": pruner_settings["name"], "seed": args.seed,
+            "n_jobs": args.n_jobs, "space": os.path.relpath(space_path, REPO) if space_path.startswith(REPO)
+            else space_path, "overrides": " ".join(overrides) or "none"}, space_path)
+
+    objective = Objective(space, parent_run_id=parent_id, experiment_id=parent.info.experiment_id,
+                          study_name=study_name, config_path=args.config, overrides=overrides,
+                          output_dir=args.output_dir or os.path.join("runs", "tuning", study_name))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    workers = _spawn_workers(argv, args.n_jobs) if not args.worker else []
+    start = time.time()
+    status = "FAILED"
+    try:
+        with _progress(study_name, args.trials, disable=args.no_progress or args.worker) as on_step:
+            run_until_budget(study, objective, args.trials, timeout=args.timeout, on_step=on_step)
+        failed_workers = [w.wait() for w in workers]
+        if args.worker:
+            return 0
+        print(top_trials_table(study, args.top))
+        code = _finish(study, parent_id, base, args, objective, wall=time.time() - start)
+        status = "FINISHED"
+        if any(failed_workers):
+            print(f"warning: worker exit codes {failed_workers}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.terminate()
+        if not args.worker:
+            mlflow.MlflowClient().set_terminated(parent_id, status=status)
+
+
+def _spawn_workers(argv: list[str], n_jobs: int) -> list[subprocess.Popen]:
+    script = os.path.abspath(__file__)
+    return [subprocess.Popen([sys.executable, script, *argv, "--worker", "--worker-index", str(k), "--no-progress"])
+            for k in range(1, n_jobs)]
+
+
+@contextlib.contextmanager
+def _progress(name: str, total: int, disable: bool):
+    """A tqdm bar over the study's finished trials (every worker's), with the pruned and failed counts."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=f"study {name}", unit="trial", disable=disable)
+
+    def on_step(states):
+        bar.n = min(states["done"], total)
+        bar.set_postfix(pruned=states.get("PRUNED", 0), failed=states.get("FAIL", 0), refresh=False)
+        bar.refresh()
+
+    try:
+        yield on_step
+    finally:
+        bar.close()
+
+
+def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int:
+    """Parent-run summary: counts, best trial, plots, top table; the best trial retrained and registered."""
+    from keras_percept.training import load_config, train
+    from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs
+    from tuning.study import counts, top_trials_table
+    from tuning.tracking import log_plots
+
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    states = counts(study)
+    finished = states["done"]
+    client.log_metric(parent_id, "n_complete", states.get("COMPLETE", 0))
+    client.log_metric(parent_id, "n_pruned", states.get("PRUNED", 0))
+    client.log_metric(parent_id, "n_fail", states.get("FAIL", 0))
+    client.log_metric(parent_id, "fraction_pruned", states.get("PRUNED", 0) / max(finished, 1))
+    client.log_metric(parent_id, "wall_seconds", wall)
+    client.log_text(parent_id, top_trials_table(study, args.top), "summary/top_trials.txt")
+    log_plots(study, parent_id)
+    if not states.get("COMPLETE"):
+        print("error: no trial completed; see the FAIL trials' error.txt in MLflow", file=sys.stderr)
+        return 1
+    best = study.best_trial
+    client.log_metric(parent_id, "best_value", best.value)
+    client.log_metric(parent_id, "best_trial", best.number)
+    for key, value in best.params.items():
+        client.set_tag(parent_id, f"best.{key}", str(value))
+    config = load_config(args.config, paradigm=args.paradigm, overrides=objective.config_overrides(
+        best.params, os.path.join(objective.output_dir, "best")))
+    register_as = args.register_as or base.register_model or f"keras_percept-{study.study_name}"
+    with mlflow.start_run(run_id=parent_id):
+        with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
+                              tags={"optuna.role": "best", "optuna.trial_number": str(best.number)}):
+            mlflow.log_params(best.params)
+            result = train(config, callbacks=[MLflowEpochLogger()], progress=False, verbose=0)
+            log_training_outputs(result, register_as=register_as)
+        retrained = float(result.evaluation["lpips"]["mean"])
+        mlflow.log_metric("best_value_retrained", retrained)
+        mlflow.log_artifact(result.metric_path, "best_model")
+    print(f"best: trial {best.number}, held-out 2AFC {100 * best.value:.2f} % (retrained: {100 * retrained:.2f} %), "
+          f"params {best.params}")
+    print(f"metric: {os.path.abspath(result.metric_path)} (registered as {register_as!r}); "
+          f"MLflow parent run {parent_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Study pieces: sampler and pruner from the search space, the trial budget shared by workers, the summary table."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Callable, Mapping
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def make_sampler(settings: Mapping[str, Any], *, seed: int | None, parallel: bool = False):
+    """tpe (multivariate, grouped for `when` conditions), random or cmaes (categoricals: TPE).
+
+    Multivariate TPE is the default: the space has a categorical optimizer,
+    which CMA-ES cannot model (it hands such parameters to its independent
+    sampler). With several workers TPE's `constant_liar` keeps them from
+    suggesting the same point while their trials run.
+    """
+    import optuna
+
+    name = settings.get("name", "tpe")
+    startup = int(settings.get("n_startup_trials", 10))
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup,
+                                          constant_liar=parallel)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError as err:
+            raise ImportError("--sampler cmaes needs the cmaes package: pip install cmaes") from err
+        independent = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup, independent_sampler=independent,
+                                            warn_independent_sampling=False)
+    raise ValueError(f"`sampler` must be one of tpe, random, cmaes. Received: {name!r}")
+
+
+def make_pruner(settings: Mapping[str, Any], *, max_epochs: int):
+    """median (`MedianPruner`), halving (`SuccessiveHalvingPruner`), hyperband or none.
+
+    With ~50 trials median or successive halving is the realistic choice:
+    Hyperband splits the budget into brackets, each too small to learn from.
+    """
+    import optuna
+
+    name = settings.get("name", "median")
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=int(settings.get("n_startup_trials", 5)),
+                                           n_warmup_steps=int(settings.get("n_warmup_steps", 2)))
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=int(settings.get("min_resource", 1)),
+                                                      reduction_factor=int(settings.get("reduction_factor", 3)))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=int(settings.get("min_resource", 1)), max_resource=max_epochs,
+                                              reduction_factor=int(settings.get("reduction_factor", 3)))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"`pruner` must be one of median, halving, hyperband, none. Received: {name!r}")
+
+
+def counts(study) -> dict[str, int]:
+    """Trials per state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING), and `done`: those the budget counts.
+
+    `done` is COMPLETE + PRUNED + FAIL, less the FAIL trials that were
+    re-queued after their worker died (their retry counts instead).
+    """
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = {optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
+    out: dict[str, int] = {"done": 0}
+    for trial in trials:
+        out[trial.state.name] = out.get(trial.state.name, 0) + 1
+        if trial.state.name in FINISHED or (trial.state.name == "FAIL" and trial.number not in retried):
+            out["done"] += 1
+    return out
+
+
+def run_until_budget(study, objective: Callable, budget: int, *, timeout: float | None = None,
+                     poll_seconds: float = 2.0, on_step: Callable[[dict[str, int]], None] | None = None) -> int:
+    """Runs trials in this process until the whole study has `budget` finished trials (see `counts`).
+
+    `n_trials` of `study.optimize` counts per process; the budget here is
+    global, as `optuna.study.MaxTrialsCallback` would make it, but checked
+    before each trial rather than after, so a resumed study that already has
+    its budget starts none, and several workers overshoot only when two start
+    their last trial at the same instant. When the remaining trials are all
+    running elsewhere, the worker waits for them (they finish, or their
+    heartbeat goes stale and they are re-queued), so that a killed worker's
+    trial is still made up (its re-queued copy runs). One process never
+    starts more than `budget` trials. Trials that raise are recorded as FAIL and the study goes on
+    (`catch=(Exception,)`); `gc_after_trial` frees memory between trials.
+    Returns the number of trials this process started.
+    """
+    import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    heartbeat = is_heartbeat_enabled(study._storage)
+    start = time.monotonic()
+    started = 0
+    while started < budget:
+        if timeout is not None and time.monotonic() - start >= timeout:
+            break
+        if heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        now = counts(study)
+        if on_step is not None:
+            on_step(now)
+        done = now["done"]
+        if done >= budget:
+            break
+        if done + now.get("RUNNING", 0) >= budget and now.get("WAITING", 0) == 0:
+            if not heartbeat:
+                break  # without heartbeats a dead worker's trial would be waited for forever
+            time.sleep(poll_seconds)
+            continue
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        started += 1
+    if on_step is not None:
+        on_step(counts(study))
+    return started
+
+
+def top_trials_table(study, top: int = 10) -> str:
+    """The best `top` finished trials (then the others), one line each: number, state, value, seconds, params."""
+    trials = study.get_trials(deepcopy=False)
+    maximize = study.direction.name == "MAXIMIZE"
+    complete = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value, reverse=maximize)
+    names = sorted({k for t in trials for k in t.params})
+    header = ["trial", "state", "2AFC", "sec"] + [n.split(".")[-1] for n in names]
+    rows = []
+    for t in complete[:top]:
+        seconds = t.duration.total_seconds() if t.duration else float("nan")
+        rows.append([str(t.number), t.state.name, f"{100 * t.value:.2f}", f"{seconds:.0f}"]
+                    + [_short(t.params.get(n)) for n in names])
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+    states = counts(study)
+    states.pop("done")
+    lines.append(f"{len(trials)} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,117 @@
+"""The study's MLflow parent run: found or opened once per study, and its final report.
+
+The parent run's id is kept in the study (`study.user_attrs["mlflow_parent_run_id"]`)
+so that every worker process, resumed session or machine nests its trials
+under the same run. Under `mlflow run`, `MLFLOW_RUN_ID` names the project's
+run: it becomes the parent, and the variable is removed from the environment
+first, so that no later `start_run()` (a trial's) resumes it by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from typing import Any, Mapping
+
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+def resolve_parent_run(study, *, experiment: str, tags: Mapping[str, str], project_run_id: str | None = None):
+    """The parent run of `study` (an `mlflow.entities.Run`): the project's run, the study's, or a new one."""
+    from keras_percept.training.tracking import import_mlflow
+
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    if project_run_id:
+        study.set_user_attr(PARENT_ATTR, project_run_id)
+        for key, value in tags.items():
+            client.set_tag(project_run_id, key, value)
+        return client.get_run(project_run_id)
+    existing = study.user_attrs.get(PARENT_ATTR)
+    if existing:
+        run = _get_run(client, existing)
+        if run is not None and run.info.lifecycle_stage == "active":
+            if run.info.status != "RUNNING":
+                client.update_run(existing, status="RUNNING")
+            return client.get_run(existing)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=f"study {study.study_name}", tags=dict(tags))
+    study.set_user_attr(PARENT_ATTR, run.info.run_id)
+    # Two workers starting a new study at once may both open a parent; the one written last wins.
+    time.sleep(0.2)
+    winner = _reload(study).user_attrs.get(PARENT_ATTR)
+    if winner != run.info.run_id:
+        client.delete_run(run.info.run_id)
+        return client.get_run(winner)
+    return run
+
+
+def _get_run(client, run_id: str):
+    try:
+        return client.get_run(run_id)
+    except Exception as err:  # a study moved to another tracking store: open a new parent, and say so
+        warnings.warn(f"The study's MLflow parent run {run_id} is not in this tracking store ({err}); "
+                      "opening a new one.")
+        return None
+
+
+def _reload(study):
+    import optuna
+
+    return optuna.load_study(study_name=study.study_name, storage=study._storage)
+
+
+def log_study_setup(run_id: str, params: Mapping[str, Any], space_path: str | None) -> None:
+    """Study settings as parameters (only those not logged yet: a resumed study keeps its first values)."""
+    from keras_percept.training.tracking import import_mlflow
+
+    client = import_mlflow().MlflowClient()
+    logged = client.get_run(run_id).data.params
+    for key, value in params.items():
+        if key not in logged:
+            client.log_param(run_id, key, value)
+    if space_path and os.path.isfile(space_path):
+        client.log_artifact(run_id, space_path, "search_space")
+
+
+def log_plots(study, run_id: str) -> list[str]:
+    """Optuna's optimisation history, parameter importances, parallel coordinates and intermediate values, as PNGs.
+
+    Uses `optuna.visualization.matplotlib` (no plotly needed). A plot that
+    cannot be drawn (e.g. importances from fewer than two complete trials) is
+    logged as `plots/<name>.txt` with the reason instead.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    from keras_percept.training.tracking import import_mlflow
+
+    client = import_mlflow().MlflowClient()
+    names = []
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental
+        for name, draw in (("optimization_history", ovm.plot_optimization_history),
+                           ("param_importances", ovm.plot_param_importances),
+                           ("parallel_coordinate", ovm.plot_parallel_coordinate),
+                           ("intermediate_values", ovm.plot_intermediate_values)):
+            try:
+                axes = draw(study)
+                figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+                path = os.path.join(tmp, f"{name}.png")
+                figure.set_size_inches(10, 6)
+                figure.tight_layout()
+                figure.savefig(path, dpi=90)
+                plt.close(figure)
+            except Exception as err:
+                path = os.path.join(tmp, f"{name}.txt")
+                with open(path, "w") as f:
+                    f.write(f"{name} could not be drawn: {type(err).__name__}: {err}\n")
+            client.log_artifact(run_id, path, "plots")
+            names.append(os.path.basename(path))
+    return names
