@@ -34,7 +34,8 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
     spread, plots, and the best metric as a `.keras` artifact and an MLflow
     model (registered as `config.register_model` when set). Under
     `mlflow run` the project's own run is resumed rather than a new one
-    opened. A run that raises ends FAILED with the traceback logged.
+    opened. A run that raises ends FAILED with the traceback logged. Under
+    multi-worker training only the chief (see `strategy.is_chief`) logs.
 
     Example:
 
@@ -42,7 +43,9 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
     >>> summary.spread  # doctest: +SKIP
     (0.81, 0.004)
     """
-    if not track:
+    from keras_percept.training.strategy import is_chief
+
+    if not track or not is_chief():  # under multi-worker training only the chief logs
         results = [train(_seeded(config, k), progress=progress, verbose=verbose) for k in range(config.restarts)]
         return _summarize(results, None)
 

@@ -105,7 +105,6 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     """
     from keras_percept.convert import save_model_atomic
     from keras_percept.training.evaluation import classical_distances, evaluate_2afc
-
     from keras_percept.training.strategy import is_chief, select_strategy
 
     start = time.time()
