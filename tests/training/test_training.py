@@ -359,3 +359,20 @@ def test_cached_evaluation_equals_the_metric_on_the_images(tiny_root, tmp_path):
         # Equal up to a near-tie flipping: at most one triplet of a 12-triplet category.
         assert result.evaluation["lpips"][category] == pytest.approx(score, abs=1 / 12 + 1e-9), category
     assert result.evaluation["lpips"]["mean"] == pytest.approx(on_images["mean"], abs=0.02)
+
+
+@pytest.mark.parametrize("tf_config, chief", [
+    (None, True),
+    ('{"cluster": {"worker": ["a", "b"]}, "task": {"type": "worker", "index": 0}}', True),
+    ('{"cluster": {"worker": ["a", "b"]}, "task": {"type": "worker", "index": 1}}', False),
+    ('{"cluster": {"chief": ["c"], "worker": ["a"]}, "task": {"type": "worker", "index": 0}}', False),
+    ('{"cluster": {"chief": ["c"], "worker": ["a"]}, "task": {"type": "chief", "index": 0}}', True),
+])
+def test_only_the_chief_writes_results(tf_config, chief, monkeypatch):
+    from keras_percept.training.strategy import is_chief
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    assert is_chief() is chief
