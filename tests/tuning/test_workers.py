@@ -78,11 +78,14 @@ def test_killed_worker_trial_fails_by_heartbeat_on_postgresql_and_the_study_comp
                                 cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         killed = None
+        # One storage (one connection pool) for all the polling: a new storage per poll opens new
+        # connections faster than garbage collection closes them ("too many clients").
+        storage = optuna.storages.RDBStorage(postgres_url)
         deadline = time.time() + 300
         while killed is None and time.time() < deadline:
             time.sleep(0.3)
             try:
-                study = optuna.load_study(study_name="fault", storage=postgres_url)
+                study = optuna.load_study(study_name="fault", storage=storage)
             except KeyError:
                 continue
             for t in study.get_trials(deepcopy=False):
