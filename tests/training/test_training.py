@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -376,3 +377,37 @@ def test_only_the_chief_writes_results(tf_config, chief, monkeypatch):
     else:
         monkeypatch.setenv("TF_CONFIG", tf_config)
     assert is_chief() is chief
+
+
+# --- comparing metrics -------------------------------------------------------------------------------
+
+def test_paired_comparison_against_numpy():
+    from keras_percept.metrics.comparison import compare_paired
+
+    rng = np.random.default_rng(0)
+    a = rng.binomial(1, 0.8, 2000).astype(float)
+    b = rng.binomial(1, 0.6, 2000).astype(float)
+    result = compare_paired(a, b, seed=1)
+    assert result.difference == pytest.approx(a.mean() - b.mean())
+    assert result.ci_difference[0] < result.difference < result.ci_difference[1]
+    assert result.ci_a[0] < a.mean() < result.ci_a[1]
+    assert result.p_value < 0.001                      # a 20-point difference on 2000 triplets
+    same = compare_paired(a, a.copy(), seed=1)
+    assert same.difference == 0.0 and same.p_value == 1.0 and same.ci_difference == (0.0, 0.0)
+    with pytest.raises(ValueError, match="must be non-empty and the same size. Received: 3, 2"):
+        compare_paired([1, 0, 1], [1, 0])
+
+
+def test_evaluate_command_prints_tables_and_a_paired_comparison(tiny_root, tmp_path, capsys):
+    from keras_percept.cli import main
+    from keras_percept.convert import save_model_atomic
+
+    metric, _ = _metric_and_head()
+    path = str(tmp_path / "squeeze.keras")
+    save_model_atomic(metric, path)
+    assert main(["evaluate", "--model", path, "--dataset", tiny_root, "--against", "ssim"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out 2AFC (%):" in out and "JND mAP (%): lpips" in out
+    assert re.search(r"lpips [\d.]+ \[[\d.]+, [\d.]+\] vs ssim [\d.]+ .* paired p = [\d.]+", out), out
+    assert main(["evaluate", "--model", path, "--dataset", tiny_root, "--against", "mse"]) == 2
+    assert "--against must be l2, ssim, psnr or a .keras file. Received: 'mse'" in capsys.readouterr().err
