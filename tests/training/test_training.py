@@ -297,8 +297,10 @@ def test_killed_run_resumes_with_backup_and_restore(tiny_root, tmp_path):
     a = np.load(tmp_path / "straight" / "weights.npz")
     b = np.load(tmp_path / "killed" / "weights.npz")
     assert len(a.files) == len(b.files) > 10
+    # Thread scheduling changes float summation order between processes (measured up to 1.6e-6 on
+    # JAX); a lost optimizer state or a restart from scratch moves weights by ~lr = 1e-3.
     for key in a.files:
-        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5)
 
     def epochs(out):
         runs = {}
