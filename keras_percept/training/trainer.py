@@ -152,6 +152,17 @@ def _compile(model, config: TrainConfig, steps: int, trunk=None) -> None:
     )
 
 
+def _steps_per_epoch(config: TrainConfig, train_ds) -> int:
+    """`steps_per_epoch`, else the batches of one pass; an error when the data holds no full batch."""
+    steps = config.steps_per_epoch or int(train_ds.cardinality())
+    if steps < 1:
+        raise ValueError(
+            f"The training set has fewer than data.batch_size={config.data.batch_size} triplets; "
+            "lower the batch size or add data."
+        )
+    return steps
+
+
 def _history(history) -> dict[str, list[float]]:
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
@@ -171,12 +182,7 @@ def _fit_images(config: TrainConfig, root: str, run_dir: str, scope, callbacks, 
     from keras_percept.training.model_builder import build_twoafc_model
 
     train_ds, val_ds, _ = make_datasets(config, root)
-    steps = config.steps_per_epoch or int(train_ds.cardinality())
-    if steps < 1:
-        raise ValueError(
-            f"The training set has fewer than data.batch_size={config.data.batch_size} triplets; "
-            "lower the batch size or add data."
-        )
+    steps = _steps_per_epoch(config, train_ds)
     with scope:
         model = build_twoafc_model(config)
         _compile(model, config, steps, trunk=model.metric.backbone)
@@ -211,12 +217,7 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
     cached = CachedLinModel(model.metric, model.comparison, dropout=config.model.dropout, name="cached_lin")
     smoothed = dict(means["train"], h=means["train"]["h"] * (1 - d.label_smoothing) + 0.5 * d.label_smoothing)
     train_ds = cached_dataset(smoothed, d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True)
-    steps = config.steps_per_epoch or int(train_ds.cardinality())
-    if steps < 1:
-        raise ValueError(
-            f"The training set has fewer than data.batch_size={d.batch_size} triplets; "
-            "lower the batch size or add data."
-        )
+    steps = _steps_per_epoch(config, train_ds)
     _compile(cached, config, steps)
     history = cached.fit(
         train_ds, validation_data=cached_dataset(means["val"], d.batch_size), epochs=config.optim.epochs,
