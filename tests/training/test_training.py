@@ -260,6 +260,10 @@ from keras_percept.training import load_config, train
 root, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 class Kill(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        if kill_at == -1:   # the straight run records where training starts, to scale the tolerance
+            np.savez(os.path.join(out, "init.npz"), *[keras.ops.convert_to_numpy(w) for w in self.model.weights])
+
     def on_epoch_begin(self, epoch, logs=None):
         with open(os.path.join(out, "epochs.txt"), "a") as f:
             f.write(f"{os.getpid()} {epoch}\n")
@@ -297,10 +301,19 @@ def test_killed_run_resumes_with_backup_and_restore(tiny_root, tmp_path):
     a = np.load(tmp_path / "straight" / "weights.npz")
     b = np.load(tmp_path / "killed" / "weights.npz")
     assert len(a.files) == len(b.files) > 10
-    # Thread scheduling changes float summation order between processes (measured up to 1.6e-6 on
-    # JAX); a lost optimizer state or a restart from scratch moves weights by ~lr = 1e-3.
-    for key in a.files:
-        np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5)
+    init = np.load(tmp_path / "straight" / "init.npz")
+    # Thread scheduling changes float summation order between processes, and Adam amplifies that on
+    # weights whose gradient is near zero (one bias element differed by 1.3e-5 on JAX, 0.5 % of its
+    # value). So compare each tensor's deviation with how far training moved it: a lost optimizer
+    # state changes the Adam steps of a whole tensor (a deviation of the order of the movement).
+    moved = [key for key in a.files if np.linalg.norm(a[key] - init[key]) > 0]
+    assert len(moved) > 10
+    for key in moved:
+        deviation = np.linalg.norm(b[key] - a[key]) / np.linalg.norm(a[key] - init[key])
+        print(f"{key}: deviation {deviation:.2e}")
+        assert deviation < 1e-2, f"weight {key}: resumed run deviates by {deviation:.2e} of its training movement"
+    for key in set(a.files) - set(moved):
+        np.testing.assert_array_equal(b[key], a[key])
 
     def epochs(out):
         runs = {}
