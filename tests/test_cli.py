@@ -333,6 +333,9 @@ def test_demo_writes_csv_heatmaps_and_montage(metric, tmp_path, capsys):
     assert all(name in out for name in names)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the entry point does not depend on the backend (the commands are tested in-process on "
+                           "each backend); runs once per suite, in the TensorFlow pass")
 def test_installed_console_script(files, metric):
     script = os.path.join(os.path.dirname(sys.executable), "keras-percept")
     result = subprocess.run([script, "distance", files.ref, files.noisy], capture_output=True, text=True,

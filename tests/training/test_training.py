@@ -179,6 +179,9 @@ def test_lbfgs_solution_satisfies_kkt_conditions():
 
 # --- end to end, tracked in MLflow -----------------------------------------------------------------
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="MLflow tracking does not depend on the backend (training on each backend is tested "
+                           "above); runs once per suite, in the TensorFlow pass")
 def test_lin_run_is_tracked_in_mlflow(tiny_root, tmp_path):
     import mlflow
 
