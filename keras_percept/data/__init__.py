@@ -1,4 +1,5 @@
-"""2AFC and JND data: the BAPPS reader, a TFDS builder, the embedded real-photo dataset, augmentation.
+"""2AFC, JND and MOS data: the BAPPS reader, a TFDS builder, the embedded real-photo dataset, augmentation,
+MOS tables for image-quality regression (`mos`).
 
 Everything reads the BAPPS folder layout into `tf.data` pipelines, which
 `model.fit` accepts on every Keras backend. Images are float32 NHWC in
@@ -24,6 +25,14 @@ from keras_percept.data.layout import (
     ItemIndex,
     index_2afc,
     index_jnd,
+)
+from keras_percept.data.mos import (
+    MOSTable,
+    average_over_patches,
+    embedded_mos,
+    mos_patch_dataset,
+    read_mos_csv,
+    split_by_image,
 )
 from keras_percept.data.reader import (
     VALUE_RANGES,
@@ -56,7 +65,8 @@ def register_tfds_builder() -> type:
 
 
 __all__ = [
-    "BAPPS_2AFC_CATEGORIES", "BAPPS_ARCHIVES", "BAPPS_JND_CATEGORIES", "BadDataError", "ItemIndex",
-    "SkippedItem", "TripletAugmentation", "VALUE_RANGES", "dataset_from_index", "download_bapps", "embedded",
-    "index_2afc", "index_jnd", "load_2afc", "load_2afc_by_category", "load_jnd", "register_tfds_builder",
+    "BAPPS_2AFC_CATEGORIES", "BAPPS_ARCHIVES", "BAPPS_JND_CATEGORIES", "BadDataError", "ItemIndex", "MOSTable",
+    "SkippedItem", "TripletAugmentation", "VALUE_RANGES", "average_over_patches", "dataset_from_index",
+    "download_bapps", "embedded", "embedded_mos", "index_2afc", "index_jnd", "load_2afc", "load_2afc_by_category",
+    "load_jnd", "mos_patch_dataset", "read_mos_csv", "register_tfds_builder", "split_by_image",
 ]
