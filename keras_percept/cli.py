@@ -5,8 +5,10 @@
     keras-percept distance DIR --out allpairs.csv
     keras-percept convert --net alex --trunk-weights imagenet -o alex.keras
     keras-percept demo --out demo_out
+    keras-percept export alex.keras alex_savedmodel [--image-size 256 256]
     keras-percept train --paradigm lin [--config configs/lin.yaml] [--set optim.epochs=3]
     keras-percept evaluate --model runs/lin_effnet-lite0_seed0/metric.keras
+    keras-percept iqa compare-losses --config configs/iqa/compare.yaml [--quick] [--seeds 3]
 
 Errors (bad files, bad values, missing weights offline) print one line
 `keras-percept: error: ...` and exit with status 2; nothing is half-written.
@@ -96,16 +98,37 @@ def _run_demo(args) -> None:
     run_demo(args.out, net=args.net)
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="A .keras metric -> a TensorFlow SavedModel for serving (TensorFlow/JAX backend).")
+    p.add_argument("model", help="the metric, a .keras file")
+    p.add_argument("out_dir", help="output SavedModel folder (must not exist or be empty, unless --overwrite)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="fix the input size (default: any size)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> None:
+    from keras_percept.export import SIGNATURE_KEY, export_saved_model
+
+    export_saved_model(args.model, args.out_dir, image_shape=args.image_size, overwrite=args.overwrite)
+    print(f"exported {args.out_dir} (signature {SIGNATURE_KEY!r}: x0, x1 -> distance)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-percept", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_distance(sub)
     _add_convert(sub)
     _add_demo(sub)
+    _add_export(sub)
     from keras_percept.training.commands import add_evaluate, add_train
 
     add_train(sub)
     add_evaluate(sub)
+    from keras_percept.iqa.commands import add_iqa
+
+    add_iqa(sub)
     return parser
 
 

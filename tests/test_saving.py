@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,63 @@ def test_save_requires_keras_extension(tmp_path):
     with pytest.raises(ValueError, match=r"must end in '\.keras'. Received: '.*model\.h5'"):
         save_model_atomic(LPIPS(net="alex"), str(tmp_path / "model.h5"))
     assert not os.listdir(tmp_path)
+
+
+# Loads every file with `keras.saving.load_model(path)` (safe_mode=True, the default) after nothing
+# but `import keras_percept`; prints what loaded, what it computes, and what was refused.
+SAFE_MODE_LOAD = """
+import json, sys
+import numpy as np, keras
+import keras_percept
+data = np.load(sys.argv[1])
+result = {"backend": keras.backend.backend()}
+for path in sys.argv[2:]:
+    try:
+        model = keras.saving.load_model(path)
+    except ValueError as err:
+        result[path] = {"refused": str(err)}
+        continue
+    entry = {"class": type(model).__name__, "loss": type(getattr(model, "loss", None)).__name__}
+    if type(model).__name__ == "TwoAFCModel":
+        entry["output"] = np.asarray(model.predict_on_batch((data["x0"], data["x1"], data["x0"]))).tolist()
+    result[path] = entry
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_fresh_process_safe_mode_loads_trained_models_and_refuses_lambdas(tmp_path):
+    """A 2AFC training model, a metric and a generator compiled with PerceptualLoss load with safe_mode on,
+    on every backend; a control file with a Lambda layer is refused there, so the check has teeth."""
+    from keras_percept.losses import PerceptualLoss
+    from keras_percept.models.comparison import Dist2Logit
+    from keras_percept.models.twoafc import TwoAFCModel
+
+    metric = LPIPS(net="alex")
+    _randomize_lins(metric, 5)
+    metric_path = str(tmp_path / "metric.keras")
+    save_model_atomic(metric, metric_path)
+    twoafc = TwoAFCModel(metric, Dist2Logit())
+    generator = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+    generator.compile(optimizer="sgd", loss=PerceptualLoss(metric_path))
+    control = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: 2.0 * x)])
+    paths = {name: str(tmp_path / f"{name}.keras") for name in ("twoafc", "generator", "control")}
+    for name, model in (("twoafc", twoafc), ("generator", generator), ("control", control)):
+        save_model_atomic(model, paths[name])
+    x0, x1 = _inputs(seed=6)
+    np.savez(tmp_path / "inputs.npz", x0=x0, x1=x1)
+    expected = np.asarray(twoafc.predict_on_batch((x0, x1, x0)))
+    for backend in BACKENDS:
+        proc = subprocess.run(
+            [sys.executable, "-c", SAFE_MODE_LOAD, str(tmp_path / "inputs.npz"), metric_path, *paths.values()],
+            env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert result["backend"] == backend
+        assert result[metric_path]["class"] == "LPIPS"
+        assert result[paths["twoafc"]]["class"] == "TwoAFCModel"
+        np.testing.assert_allclose(np.array(result[paths["twoafc"]]["output"]), expected, rtol=0, atol=1e-5)
+        assert result[paths["generator"]] == {"class": "Sequential", "loss": "PerceptualLoss"}
+        assert "safe_mode" in result[paths["control"]]["refused"]

@@ -82,6 +82,12 @@ def mark_mlflow_run_failed(study, trial) -> None:
 class Objective:
     """Trains the config a trial suggests and returns its held-out 2AFC (`evaluation["lpips"]["mean"]`).
 
+    For a search space with `task: iqa` a trial is a `train_iqa` run of an
+    `IQAConfig`, and the objective is its validation SRCC
+    (`result.val_scores["srcc"]`, on `data.val_fraction` of the training
+    images): the test split is only reported (`test_srcc` etc.), never
+    used to select.
+
     Args:
         space: a `tuning.space.SearchSpace`.
         parent_run_id: the study's MLflow run; every trial is a child run of it.
@@ -113,6 +119,7 @@ class Objective:
         self.overrides = list(overrides)
         self.train_fn = train_fn
         self.verbose = verbose
+        self.task = getattr(space, "task", "2afc")
 
     def config_overrides(self, values: dict[str, Any], trial_dir: str) -> list[str]:
         return self.space.fixed_overrides() + self.overrides + self.space.overrides(values) + [f"output_dir={trial_dir}"]
@@ -124,6 +131,8 @@ class Objective:
         from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow
 
         mlflow = import_mlflow()
+        if self.task == "iqa":
+            return self._iqa_trial(trial)
         values = self.space.suggest(trial)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial_dir = os.path.join(self.output_dir, f"trial_{trial.number:04d}")
@@ -151,6 +160,40 @@ class Objective:
                 raise FloatingPointError(f"The held-out 2AFC of trial {trial.number} is {value}.")
             mlflow.log_metrics({"objective": value, "seconds": float(result.seconds),
                                 **{f"val2afc_{name}_mean": row["mean"] for name, row in result.evaluation.items()}})
+        return value
+
+
+    def _iqa_trial(self, trial) -> float:
+        import keras
+
+        from keras_percept.iqa.config import load_iqa_config
+        from keras_percept.iqa.trainer import check_finite_run, train_iqa
+        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow
+
+        mlflow = import_mlflow()
+        values = self.space.suggest(trial)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial_dir = os.path.join(self.output_dir, f"trial_{trial.number:04d}")
+        with trial_run(trial, parent_run_id=self.parent_run_id, experiment_id=self.experiment_id,
+                       study_name=self.study_name):
+            mlflow.log_params(values)
+            config = load_iqa_config(self.config_path, overrides=self.config_overrides(values, trial_dir))
+            mlflow.log_params(flatten(config.to_dict(), "config."))
+            train = self.train_fn or train_iqa
+            try:
+                result = train(config, callbacks=[MLflowEpochLogger(), pruning_callback(trial, self.space.monitor)],
+                               verbose=self.verbose)
+            finally:
+                keras.backend.clear_session()
+                gc.collect()
+                shutil.rmtree(trial_dir, ignore_errors=True)
+            check_finite_run(result)
+            if "srcc" not in result.val_scores:
+                raise ValueError("The IQA search selects on the validation split: `data.val_fraction` must be > 0. "
+                                 f"Received: data.val_fraction={config.data.val_fraction}")
+            value = float(result.val_scores["srcc"])
+            mlflow.log_metrics({"objective": value, "seconds": float(result.seconds),
+                                **{f"test_{name}": v for name, v in result.scores.items()}})
         return value
 
 

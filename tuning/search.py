@@ -11,6 +11,7 @@ registered MLflow model, next to Optuna's plots and a table of the top trials.
 Example:
 
     python tuning/search.py --trials 50
+    python tuning/search.py --task iqa --trials 30                    # IQA: objective = validation SRCC
     python tuning/search.py --trials 50 --n-jobs 2 --storage journal:tuning/studies/lin.log
     python tuning/search.py --trials 200 --storage postgresql://optuna@127.0.0.1:5432/optuna --worker  # more machines
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -46,10 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuning/search.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=_optional(int, "--trials"), default=50,
                    help="trials of the whole study (COMPLETE + PRUNED), shared by all workers; default 50")
-    p.add_argument("--paradigm", default="lin", choices=("lin", "tune", "scratch"))
-    p.add_argument("--space", type=_none, default=None, help="search space YAML; default configs/search/<paradigm>.yaml")
-    p.add_argument("--config", type=_none, default=None, help="base training config YAML; default: paradigm defaults")
-    p.add_argument("--study-name", type=_none, default=None, help="default <paradigm>-search")
+    p.add_argument("--task", default="2afc", choices=("2afc", "iqa"),
+                   help="2afc (LPIPS on 2AFC, objective held-out 2AFC) or iqa (MOS regression, objective validation "
+                        "SRCC; test SRCC reported)")
+    p.add_argument("--paradigm", default="lin", choices=("lin", "tune", "scratch"), help="2afc task only")
+    p.add_argument("--space", type=_none, default=None,
+                   help="search space YAML; default configs/search/<paradigm>.yaml (iqa: configs/search/iqa.yaml)")
+    p.add_argument("--config", type=_none, default=None,
+                   help="base training config YAML; default: paradigm defaults (iqa: IQAConfig defaults)")
+    p.add_argument("--study-name", type=_none, default=None, help="default <paradigm>-search (iqa: iqa-search)")
     p.add_argument("--storage", type=_none, default=None,
                    help="journal:<file> (default tuning/studies/<study>.log; several processes on one host), "
                         "sqlite:///<file> (one process), postgresql://... (several machines)")
@@ -104,15 +111,25 @@ def run(args, argv: list[str]) -> int:
     from tuning.study import make_pruner, make_sampler, run_until_budget, top_trials_table
     from tuning.tracking import log_study_setup, resolve_parent_run
 
-    space_path = args.space or os.path.join(REPO, "configs", "search", f"{args.paradigm}.yaml")
+    iqa = args.task == "iqa"
+    if iqa and args.config is None:
+        args.config = os.path.join(REPO, "configs", "iqa", "compare.yaml")  # its `compare:` block is ignored
+    space_path = args.space or os.path.join(REPO, "configs", "search", "iqa.yaml" if iqa else f"{args.paradigm}.yaml")
     space = SearchSpace.from_yaml(space_path)
-    if space.paradigm != args.paradigm:
+    if space.task != args.task:
+        raise ValueError(f"The search space {space_path!r} is for task {space.task!r}. Received: --task {args.task}")
+    if not iqa and space.paradigm != args.paradigm:
         raise ValueError(f"The search space {space_path!r} is for paradigm {space.paradigm!r}. "
                          f"Received: --paradigm {args.paradigm}")
     overrides = _overrides(args.overrides)
     # Validates the fixed part before any trial: a bad --set fails once, not N times.
-    base = load_config(args.config, paradigm=args.paradigm, overrides=space.fixed_overrides() + overrides)
-    study_name = args.study_name or f"{args.paradigm}-search"
+    if iqa:
+        from keras_percept.iqa.config import load_iqa_config
+
+        base = load_iqa_config(args.config, overrides=space.fixed_overrides() + overrides)
+    else:
+        base = load_config(args.config, paradigm=args.paradigm, overrides=space.fixed_overrides() + overrides)
+    study_name = args.study_name or ("iqa-search" if iqa else f"{args.paradigm}-search")
     url = args.storage or storages.default_storage_url(study_name)
     if args.n_jobs > 1 and not storages.supports_parallel_writers(url):
         raise ValueError("SQLite storage is for one process at a time (parallel writers lock the file): use "
@@ -137,7 +154,8 @@ def run(args, argv: list[str]) -> int:
     parent_id = parent.info.run_id
     if not args.worker:
         log_study_setup(parent_id, {
-            "study_name": study_name, "storage": storages.redact(url), "paradigm": args.paradigm, "trials": args.trials,
+            "study_name": study_name, "storage": storages.redact(url), "task": args.task,
+            "paradigm": "n/a" if iqa else args.paradigm, "trials": args.trials,
             "sampler": sampler.__class__.__name__, "pruner": pruner_settings["name"], "seed": args.seed,
             "n_jobs": args.n_jobs, "space": os.path.relpath(space_path, REPO) if space_path.startswith(REPO)
             else space_path, "overrides": " ".join(overrides) or "none"}, space_path)
@@ -155,8 +173,9 @@ def run(args, argv: list[str]) -> int:
         failed_workers = [w.wait() for w in workers]
         if args.worker:
             return 0
-        print(top_trials_table(study, args.top))
-        code = _finish(study, parent_id, base, args, objective, wall=time.time() - start)
+        print(top_trials_table(study, args.top, **_value_column(args.task)))
+        finish = _finish_iqa if iqa else _finish
+        code = finish(study, parent_id, base, args, objective, wall=time.time() - start)
         status = "FINISHED"
         if any(failed_workers):
             print(f"warning: worker exit codes {failed_workers}", file=sys.stderr)
@@ -196,24 +215,72 @@ def _progress(name: str, total: int, disable: bool):
         bar.close()
 
 
+def _value_column(task: str) -> dict:
+    return {"value_name": "SRCC", "value_scale": 1.0} if task == "iqa" else {}
+
+
+def _log_study_summary(client, study, parent_id: str, args, wall: float) -> dict:
+    """Trial counts, wall time, the top-trials table and Optuna's plots on the parent run; returns the counts."""
+    from tuning.study import counts, top_trials_table
+    from tuning.tracking import log_plots
+
+    states = counts(study)
+    client.log_metric(parent_id, "n_complete", states.get("COMPLETE", 0))
+    client.log_metric(parent_id, "n_pruned", states.get("PRUNED", 0))
+    client.log_metric(parent_id, "n_fail", states.get("FAIL", 0))
+    client.log_metric(parent_id, "fraction_pruned", states.get("PRUNED", 0) / max(states["done"], 1))
+    client.log_metric(parent_id, "wall_seconds", wall)
+    client.log_text(parent_id, top_trials_table(study, args.top, **_value_column(args.task)),
+                    "summary/top_trials.txt")
+    log_plots(study, parent_id)
+    return states
+
+
+def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) -> int:
+    """Parent-run summary of an IQA study; the best trial retrained and its `.keras` logged."""
+    from keras_percept.iqa.config import load_iqa_config
+    from keras_percept.iqa.trainer import train_iqa
+    from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow
+
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    states = _log_study_summary(client, study, parent_id, args, wall)
+    if not states.get("COMPLETE"):
+        print("error: no trial completed; see the FAIL trials' error.txt in MLflow", file=sys.stderr)
+        return 1
+    best = study.best_trial
+    client.log_metric(parent_id, "best_value", best.value)
+    client.log_metric(parent_id, "best_trial", best.number)
+    for key, value in best.params.items():
+        client.set_tag(parent_id, f"best.{key}", str(value))
+    config = load_iqa_config(args.config, overrides=objective.config_overrides(
+        best.params, os.path.join(objective.output_dir, "best")))
+    with mlflow.start_run(run_id=parent_id):
+        with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
+                              tags={"optuna.role": "best", "optuna.trial_number": str(best.number)}):
+            mlflow.log_params(best.params)
+            result = train_iqa(config, callbacks=[MLflowEpochLogger()], verbose=0)
+            mlflow.log_metrics({f"test_{name}": v for name, v in result.scores.items()})
+            mlflow.log_metrics({f"selected_val_{name}": v for name, v in result.val_scores.items()})
+            mlflow.log_artifact(result.model_path, "model_file")
+        retrained = float(result.val_scores.get("srcc", math.nan))
+        mlflow.log_metric("best_value_retrained", retrained)
+        mlflow.log_metric("best_test_srcc", float(result.scores["srcc"]))
+        mlflow.log_artifact(result.model_path, "best_model")
+    print(f"best: trial {best.number}, validation SRCC {best.value:.4f} (retrained: {retrained:.4f}; "
+          f"test SRCC {result.scores['srcc']:.4f}), params {best.params}")
+    print(f"model: {os.path.abspath(result.model_path)}; MLflow parent run {parent_id}")
+    return 0
+
+
 def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int:
     """Parent-run summary: counts, best trial, plots, top table; the best trial retrained and registered."""
     from keras_percept.training import load_config, train
     from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs
-    from tuning.study import counts, top_trials_table
-    from tuning.tracking import log_plots
 
     mlflow = import_mlflow()
     client = mlflow.MlflowClient()
-    states = counts(study)
-    finished = states["done"]
-    client.log_metric(parent_id, "n_complete", states.get("COMPLETE", 0))
-    client.log_metric(parent_id, "n_pruned", states.get("PRUNED", 0))
-    client.log_metric(parent_id, "n_fail", states.get("FAIL", 0))
-    client.log_metric(parent_id, "fraction_pruned", states.get("PRUNED", 0) / max(finished, 1))
-    client.log_metric(parent_id, "wall_seconds", wall)
-    client.log_text(parent_id, top_trials_table(study, args.top), "summary/top_trials.txt")
-    log_plots(study, parent_id)
+    states = _log_study_summary(client, study, parent_id, args, wall)
     if not states.get("COMPLETE"):
         print("error: no trial completed; see the FAIL trials' error.txt in MLflow", file=sys.stderr)
         return 1

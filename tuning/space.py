@@ -18,6 +18,7 @@ from keras_percept.training.config import read_yaml
 PARAM_TYPES = ("float", "int", "categorical")
 SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "halving", "hyperband", "none")
+TASKS = ("2afc", "iqa")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +67,11 @@ class SearchSpace:
     pruner: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "median"})
     monitor: str = "val_twoafc"
     source: str | None = None
+    task: str = "2afc"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> "SearchSpace":
-        known = {"paradigm", "objective", "params", "fixed", "study"}
+        known = {"task", "paradigm", "objective", "params", "fixed", "study"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"Unknown search-space keys {sorted(unknown)}. Known keys: {sorted(known)}")
@@ -96,7 +98,9 @@ class SearchSpace:
         space = cls(params=tuple(params), fixed=dict(data.get("fixed") or {}), paradigm=data.get("paradigm", "lin"),
                     direction=study.get("direction", "maximize"), sampler=dict(study.get("sampler") or {"name": "tpe"}),
                     pruner=dict(study.get("pruner") or {"name": "median"}), monitor=study.get("monitor", "val_twoafc"),
-                    source=source)
+                    source=source, task=data.get("task", "2afc"))
+        if space.task not in TASKS:
+            raise ValueError(f"`task` must be one of {list(TASKS)}. Received: {space.task!r}")
         if space.direction not in ("maximize", "minimize"):
             raise ValueError(f"`study.direction` must be 'maximize' or 'minimize'. Received: {space.direction!r}")
         if space.sampler.get("name") not in SAMPLERS:

@@ -127,17 +127,21 @@ def run_until_budget(study, objective: Callable, budget: int, *, timeout: float 
     return started
 
 
-def top_trials_table(study, top: int = 10) -> str:
-    """The best `top` finished trials (then the others), one line each: number, state, value, seconds, params."""
+def top_trials_table(study, top: int = 10, *, value_name: str = "2AFC", value_scale: float = 100.0) -> str:
+    """The best `top` finished trials (then the others), one line each: number, state, value, seconds, params.
+
+    The value column is headed `value_name` and shows `value * value_scale`
+    (2AFC in %; `value_name="SRCC", value_scale=1` for IQA).
+    """
     trials = study.get_trials(deepcopy=False)
     maximize = study.direction.name == "MAXIMIZE"
     complete = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value, reverse=maximize)
     names = sorted({k for t in trials for k in t.params})
-    header = ["trial", "state", "2AFC", "sec"] + [n.split(".")[-1] for n in names]
+    header = ["trial", "state", value_name, "sec"] + [n.split(".")[-1] for n in names]
     rows = []
     for t in complete[:top]:
         seconds = t.duration.total_seconds() if t.duration else float("nan")
-        rows.append([str(t.number), t.state.name, f"{100 * t.value:.2f}", f"{seconds:.0f}"]
+        rows.append([str(t.number), t.state.name, f"{value_scale * t.value:.{2 if value_scale == 100 else 4}f}", f"{seconds:.0f}"]
                     + [_short(t.params.get(n)) for n in names])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]

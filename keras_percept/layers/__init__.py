@@ -1,14 +1,18 @@
 """Layers shared by keras_percept models."""
 
+from keras_percept.layers.drop_path import DropPath
 from keras_percept.layers.normalization import ChannelUnitNormalization, unit_normalize
 from keras_percept.layers.pooling import CeilMaxPooling2D
+from keras_percept.layers.scale_attention import ScaleAttention
 from keras_percept.layers.scaling import LPIPS_SCALE, LPIPS_SHIFT, InputScaling
 
 __all__ = [
     "CeilMaxPooling2D",
     "ChannelUnitNormalization",
+    "DropPath",
     "InputScaling",
     "LPIPS_SCALE",
     "LPIPS_SHIFT",
+    "ScaleAttention",
     "unit_normalize",
 ]

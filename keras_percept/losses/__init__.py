@@ -3,6 +3,8 @@
 2AFC losses take `y_true` = h `(N,)`/`(N, 1)` (fraction of judges preferring
 p1) and `y_pred` = `(N, 3)` = `[d0, d1, logit]`; IQA losses take MOS and
 predicted quality. `get_loss(name)` builds one by its config name.
+`PerceptualLoss` is LPIPS as a loss between images, for image-generation
+models (not in the registry: its inputs are images, not 2AFC/IQA scores).
 """
 
 from keras_percept.losses.iqa import (
@@ -20,6 +22,7 @@ from keras_percept.losses.iqa import (
     soft_rank,
     srcc_loss,
 )
+from keras_percept.losses.perceptual import PerceptualLoss
 from keras_percept.losses.registry import LOSSES, get_loss
 from keras_percept.losses.twoafc import (
     TwoAFCBCE,
@@ -41,6 +44,7 @@ __all__ = [
     "L2Loss",
     "PLCCLoss",
     "PairwiseRankLoss",
+    "PerceptualLoss",
     "SRCCLoss",
     "TwoAFCBCE",
     "TwoAFCFocal",

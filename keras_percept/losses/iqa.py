@@ -9,7 +9,10 @@ convention of both must agree). `fidelity_loss` also accepts `(N, 2)` =
 per sample, `(N,)` (for the pairwise losses: sample i's mean over its pairs,
 so the batch mean is the mean over all ordered pairs i != j); `plcc_loss` and
 `srcc_loss` are batch statistics and return a scalar. Batch statistics are
-only meaningful with several samples per batch.
+only meaningful with several samples per batch. Under a `tf.distribute`
+strategy with N replicas all of them see one replica's batch / N samples
+(the pairwise losses: pairs within a replica) and the step is the mean of
+the replicas' gradients (`BatchStatisticLoss` scales the scalar ones).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_percept.losses._base import FunctionLoss
+from keras_percept.losses._base import BatchStatisticLoss, FunctionLoss
 from keras_percept.losses._layout import check_range, flat_column, mean_and_spread, off_diagonal_row_mean
 
 
@@ -323,7 +326,7 @@ class L2Loss(FunctionLoss):
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
-class PLCCLoss(FunctionLoss):
+class PLCCLoss(BatchStatisticLoss):
     """Loss class for `plcc_loss`: 1 - Pearson correlation over the batch.
 
     A batch statistic: `sample_weight` only rescales it by the weights' mean.
@@ -348,7 +351,7 @@ class PLCCLoss(FunctionLoss):
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
-class SRCCLoss(FunctionLoss):
+class SRCCLoss(BatchStatisticLoss):
     """Loss class for `srcc_loss`: 1 - Pearson of soft prediction ranks and label ranks.
 
     A batch statistic: `sample_weight` only rescales it by the weights' mean.

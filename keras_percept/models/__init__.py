@@ -1,5 +1,8 @@
-"""Perceptual distance models."""
+"""Perceptual distance and image-quality models."""
 
+from keras_percept.models.iqa import IQAModel, PooledIQAHead
+from keras_percept.models.comparison import Dist2Logit
 from keras_percept.models.lpips import LPIPS
+from keras_percept.models.twoafc import TwoAFCModel
 
-__all__ = ["LPIPS"]
+__all__ = ["Dist2Logit", "IQAModel", "LPIPS", "PooledIQAHead", "TwoAFCModel"]

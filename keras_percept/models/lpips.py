@@ -140,10 +140,25 @@ class LPIPS(keras.Model):
         return [self.normalize(f) for f in self.backbone(images, training=training)]
 
     def distance_from_features(self, f0: list, f1: list, size=None, training=None):
-        """LPIPS from two lists of normalised taps; `size` = (H, W) of the spatial map."""
+        """LPIPS from two lists of normalised taps; `size` = (H, W) of the spatial map.
+
+        For a scalar distance without active dropout, each tap's term is
+        `mean_hw(diff) @ w` instead of `mean_hw(lin(diff))`: the same number
+        (a 1x1 convolution commutes with the spatial mean) without running
+        the linear layer over every pixel.
+        """
+        by_means = not self.spatial and (self.dropout == 0.0 or not training)
         terms = []
         for k, (a, b) in enumerate(zip(f0, f1)):
             diff = ops.square(a - b)
+            if by_means:
+                means = ops.mean(diff, axis=(1, 2))
+                if self.lpips:
+                    kernel = ops.cast(ops.reshape(self.lins[k].kernel, (-1, 1)), means.dtype)
+                    terms.append(ops.reshape(ops.matmul(means, kernel), (-1,)))
+                else:
+                    terms.append(ops.sum(means, axis=-1))
+                continue
             if self.lpips:
                 term = self.lins[k](self.dropouts[k](diff, training=training))
             else:

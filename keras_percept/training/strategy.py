@@ -38,7 +38,8 @@ def select_strategy(name: str) -> contextlib.AbstractContextManager:
     `fit` splits the global batch across replicas. Keras's `compute_loss`
     divides per-replica losses by the replica count, so gradients match a
     single-device step; that holds for losses reduced with
-    `"sum_over_batch_size"`, not for a loss whose `call` already returns a scalar.
+    `"sum_over_batch_size"`, not for a loss whose `call` already returns a scalar
+    (the IQA correlation losses are `BatchStatisticLoss`es, which scale themselves).
 
     Example:
 

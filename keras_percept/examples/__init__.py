@@ -1,0 +1,1 @@
+"""Runnable worked examples (`python -m keras_percept.examples.<name>`)."""

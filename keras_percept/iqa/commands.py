@@ -1,0 +1,87 @@
+"""`keras-percept iqa train` and `keras-percept iqa compare-losses` (the MLproject entry point `iqa_compare`).
+
+As for the 2AFC commands, MLflow passes parameters as strings; `none` means
+"not given: keep the config's value".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _none(text):
+    return None if text is None or str(text).strip().lower() in ("", "none", "null") else text
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"--quick must be true or false. Received: {text!r}")
+    return value in ("true", "1", "yes")
+
+
+def _config_path(text):
+    path = _none(text)
+    if path is not None and not os.path.isfile(path):
+        raise FileNotFoundError(f"--config must be a YAML file. Received: {path!r} (not found)")
+    return path
+
+
+def _overrides(items) -> list[str]:
+    return [part for item in items for part in item.split() if part.lower() != "none"]
+
+
+def add_iqa(sub) -> None:
+    from keras_percept.training.commands import _optional
+
+    iqa = sub.add_parser("iqa", help="Image-quality regression (MOS): train one model, or compare losses.")
+    commands = iqa.add_subparsers(dest="iqa_command", required=True)
+
+    t = commands.add_parser("train", help="Train one IQA model (tracked in MLflow).")
+    t.add_argument("--config", default=None, help="YAML config (keys as in configs/iqa/compare.yaml)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, e.g. --set loss_type=srcc (repeatable)")
+    t.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    t.set_defaults(func=run_iqa_train)
+
+    c = commands.add_parser("compare-losses", help="One model per loss (and seed), everything else fixed; "
+                                                   "table and bar plot in MLflow.")
+    c.add_argument("--config", default="configs/iqa/compare.yaml", help="YAML config with a `compare:` block")
+    c.add_argument("--losses", default=None, help="comma-separated, e.g. l1,l2,srcc,rank,fidelity (default: config's)")
+    c.add_argument("--seeds", type=_optional(int, "--seeds"), default=None, help="repeats per loss (default: config's)")
+    c.add_argument("--quick", nargs="?", const="true", default="false", type=_bool,
+                   help="the config's `compare.quick` settings (CI); `--quick false` for MLflow's parameter")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (repeatable; space-separated pairs accepted)")
+    c.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    c.set_defaults(func=run_compare_losses)
+
+
+def run_iqa_train(args) -> None:
+    from keras_percept.iqa.config import load_iqa_config
+    from keras_percept.iqa.trainer import check_finite_run, train_iqa
+
+    config = load_iqa_config(_config_path(args.config), overrides=_overrides(args.overrides))
+    if args.no_track:
+        result = train_iqa(config, verbose=2)
+    else:
+        from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, mlflow_run
+
+        mlflow = import_mlflow()
+        with mlflow_run(config, run_name=f"iqa {config.loss_type}") as run:
+            result = train_iqa(config, callbacks=[MLflowEpochLogger()], verbose=2)
+            check_finite_run(result)
+            mlflow.log_metrics({f"test_{name}": value for name, value in result.scores.items()})
+            mlflow.log_artifact(result.model_path, "model_file")
+        print(f"MLflow run: {run.info.run_id}")
+    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items()))
+    print(f"model saved: {os.path.abspath(result.model_path)} ({result.seconds:.1f} s)")
+
+
+def run_compare_losses(args) -> None:
+    from keras_percept.iqa.compare import compare_losses
+
+    losses = None if _none(args.losses) is None else [s.strip() for s in args.losses.split(",") if s.strip()]
+    compare_losses(_config_path(args.config), losses=losses, seeds=args.seeds, quick=args.quick,
+                   overrides=_overrides(args.overrides), track=not args.no_track)
