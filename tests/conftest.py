@@ -23,3 +23,18 @@ def photos() -> dict[str, np.ndarray]:
         name: getattr(data, name)().astype(np.float32) / 255.0
         for name in ("astronaut", "chelsea", "coffee", "rocket")
     }
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_environment():
+    """Undo `MLFLOW_*` variables a test's code exported into `os.environ`.
+
+    `mlflow.set_experiment` exports `MLFLOW_EXPERIMENT_ID` so that subprocesses
+    inherit the experiment; without this, a later test's `mlflow run
+    --experiment-name ...` subprocess would get both and refuse to start.
+    """
+    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    for key in [key for key in os.environ if key.startswith("MLFLOW_") and key not in before]:
+        del os.environ[key]
+    os.environ.update(before)
