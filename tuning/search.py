@@ -236,6 +236,20 @@ def _log_study_summary(client, study, parent_id: str, args, wall: float) -> dict
     return states
 
 
+def _log_study_and_best(client, study, parent_id: str, args, wall: float):
+    """The parent-run summary plus the best trial's value, number and parameters; `None` if none completed."""
+    states = _log_study_summary(client, study, parent_id, args, wall)
+    if not states.get("COMPLETE"):
+        print("error: no trial completed; see the FAIL trials' error.txt in MLflow", file=sys.stderr)
+        return None
+    best = study.best_trial
+    client.log_metric(parent_id, "best_value", best.value)
+    client.log_metric(parent_id, "best_trial", best.number)
+    for key, value in best.params.items():
+        client.set_tag(parent_id, f"best.{key}", str(value))
+    return best
+
+
 def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) -> int:
     """Parent-run summary of an IQA study; the best trial retrained and its `.keras` logged."""
     from keras_percept.iqa.config import load_iqa_config
@@ -243,16 +257,9 @@ def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) ->
     from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow
 
     mlflow = import_mlflow()
-    client = mlflow.MlflowClient()
-    states = _log_study_summary(client, study, parent_id, args, wall)
-    if not states.get("COMPLETE"):
-        print("error: no trial completed; see the FAIL trials' error.txt in MLflow", file=sys.stderr)
+    best = _log_study_and_best(mlflow.MlflowClient(), study, parent_id, args, wall)
+    if best is None:
         return 1
-    best = study.best_trial
-    client.log_metric(parent_id, "best_value", best.value)
-    client.log_metric(parent_id, "best_trial", best.number)
-    for key, value in best.params.items():
-        client.set_tag(parent_id, f"best.{key}", str(value))
     config = load_iqa_config(args.config, overrides=objective.config_overrides(
         best.params, os.path.join(objective.output_dir, "best")))
     with mlflow.start_run(run_id=parent_id):
@@ -279,16 +286,9 @@ def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int
     from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs
 
     mlflow = import_mlflow()
-    client = mlflow.MlflowClient()
-    states = _log_study_summary(client, study, parent_id, args, wall)
-    if not states.get("COMPLETE"):
-        print("error: no trial completed; see the FAIL trials' error.txt in MLflow", file=sys.stderr)
+    best = _log_study_and_best(mlflow.MlflowClient(), study, parent_id, args, wall)
+    if best is None:
         return 1
-    best = study.best_trial
-    client.log_metric(parent_id, "best_value", best.value)
-    client.log_metric(parent_id, "best_trial", best.number)
-    for key, value in best.params.items():
-        client.set_tag(parent_id, f"best.{key}", str(value))
     config = load_config(args.config, paradigm=args.paradigm, overrides=objective.config_overrides(
         best.params, os.path.join(objective.output_dir, "best")))
     register_as = args.register_as or base.register_model or f"keras_percept-{study.study_name}"
