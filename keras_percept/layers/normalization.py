@@ -30,7 +30,8 @@ def unit_normalize(features, epsilon: float = 1e-10):
     positive = sum_sq > 0
     safe = ops.where(positive, sum_sq, ops.ones_like(sum_sq))
     norm = ops.where(positive, ops.sqrt(safe), ops.zeros_like(sum_sq))
-    return features / (norm + epsilon)
+    # One reciprocal per pixel, then a multiply over the channels: cheaper than dividing every element.
+    return ops.multiply(features, ops.reciprocal(norm + epsilon))
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")

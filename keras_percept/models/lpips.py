@@ -237,11 +237,11 @@ class LPIPS(keras.Model):
         )
         check_image_values(x0, "x0", self.input_range)
         check_image_values(x1, "x1", self.input_range)
+        # No host copy when the data is already float32 (astype copies by default).
+        x0, x1 = x0.astype("float32", copy=False), x1.astype("float32", copy=False)
         outputs = []
         for start in range(0, len(x0), batch_size):
-            out = self.predict_on_batch(
-                (x0[start:start + batch_size].astype("float32"), x1[start:start + batch_size].astype("float32"))
-            )
+            out = self.predict_on_batch((x0[start:start + batch_size], x1[start:start + batch_size]))
             outputs.append(np.asarray(out[0] if self.return_per_layer else out))
         return np.concatenate(outputs, axis=0)
 
