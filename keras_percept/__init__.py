@@ -1,8 +1,10 @@
 """keras_percept: learned perceptual image similarity (LPIPS family) for Keras 3.
 
-Importing the package registers every layer, model and loss with Keras, so
-`keras.saving.load_model(path)` restores saved metrics (and models compiled
-with `keras_percept.losses`) on any backend.
+Importing the package registers every serializable keras_percept object with
+Keras (layers, models, losses, metrics, regularizers, constraints and
+learning-rate schedules), so `keras.saving.load_model(path)` restores saved
+metrics, and models compiled by `keras-percept train` or with
+`keras_percept.losses`, on any backend.
 
 Example:
 
@@ -10,9 +12,12 @@ Example:
 >>> model = keras_percept.LPIPS(net="alex")
 """
 
-from keras_percept import backbones, layers, losses, models
+from keras_percept import backbones, layers, losses, models, regularizers
+from keras_percept.metrics import keras_metrics
+from keras_percept.training import schedules
 from keras_percept.models.lpips import LPIPS
 
 __version__ = "0.1.0"
 
-__all__ = ["LPIPS", "backbones", "layers", "losses", "models", "__version__"]
+__all__ = ["LPIPS", "backbones", "keras_metrics", "layers", "losses", "models", "regularizers", "schedules",
+           "__version__"]

@@ -150,3 +150,84 @@ def test_fresh_process_safe_mode_loads_trained_models_and_refuses_lambdas(tmp_pa
         np.testing.assert_allclose(np.array(result[paths["twoafc"]]["output"]), expected, rtol=0, atol=1e-5)
         assert result[paths["generator"]] == {"class": "Sequential", "loss": "PerceptualLoss"}
         assert "safe_mode" in result[paths["control"]]["refused"]
+
+
+# What a `keras-percept train` run leaves behind, loaded with nothing but `import keras_percept`.
+TRAINED_LOAD = """
+import json, sys
+import numpy as np, keras
+import keras_percept
+data = np.load(sys.argv[1])
+model = keras.saving.load_model(sys.argv[2])
+opt = model.optimizer
+inner = getattr(opt, "optimizers", [opt])
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "optimizer": type(opt).__name__,
+    "schedules": sorted({type(o._learning_rate).__name__ for o in inner}),
+    "iterations": int(keras.ops.convert_to_numpy(opt.iterations)),
+    "output": np.asarray(model.predict_on_batch((data["x0"], data["x1"], data["x0"]))).tolist(),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_fresh_process_loads_a_compiled_training_model_with_keras_percept_schedules(tmp_path, monkeypatch):
+    """A `tune` model compiled as `train()` compiles it (MultiOptimizer, HoldThenLinearDecay wrapped in
+    DelayedStart per trunk stage), after one step, loads on every backend after only `import keras_percept`.
+
+    Before `import keras_percept` registered `keras_percept.training.schedules`, this load failed with
+    "Could not locate class 'HoldThenLinearDecay'" unless the user also imported `keras_percept.training`.
+    """
+    from keras_percept.training import load_config, model_builder
+    from keras_percept.training.trainer import _compile
+
+    config = load_config(paradigm="tune", overrides=[
+        "model.net=alex", "model.dropout=0.0", "optim.epochs=2", "optim.unfreeze_every_epochs=1"])
+    # The ImageNet alex trunk is a download; the seeded random trunk saves and loads the same way.
+    monkeypatch.setattr(model_builder, "load_pretrained_trunk", lambda metric: None)
+    model = model_builder.build_twoafc_model(config)
+    _compile(model, config, steps=4, trunk=model.metric.backbone)
+    x0, x1 = _inputs(seed=7)
+    model.train_on_batch((x0, x1, x0), np.array([0.2, 0.5, 0.9], "float32"))
+    path = str(tmp_path / "twoafc.keras")
+    save_model_atomic(model, path)
+    np.savez(tmp_path / "inputs.npz", x0=x0, x1=x1)
+    expected = np.asarray(model.predict_on_batch((x0, x1, x0)))
+    for backend in BACKENDS:
+        proc = subprocess.run(
+            [sys.executable, "-c", TRAINED_LOAD, str(tmp_path / "inputs.npz"), path],
+            env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert result["backend"] == backend
+        assert result["optimizer"] == "MultiOptimizer"
+        assert result["schedules"] == ["DelayedStart", "HoldThenLinearDecay"]
+        assert result["iterations"] == 1
+        np.testing.assert_allclose(np.array(result["output"]), expected, rtol=0, atol=1e-5)
+
+
+# Names registered by `import keras_percept` alone, then by importing every module of the package.
+REGISTRY_PROBE = """
+import importlib, json, pkgutil
+import keras
+import keras_percept
+def ours():
+    return {k for k in keras.saving.get_custom_objects() if k.startswith("keras_percept>")}
+first = ours()
+for info in pkgutil.walk_packages(keras_percept.__path__, "keras_percept."):
+    importlib.import_module(info.name)
+print(json.dumps({"top_level": sorted(first), "all": sorted(ours())}))
+"""
+
+
+def test_import_keras_percept_registers_every_serializable_object():
+    """Nothing that a saved file can name needs an import beyond `import keras_percept`."""
+    proc = subprocess.run([sys.executable, "-c", REGISTRY_PROBE], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(result["all"]) > 40
+    assert sorted(set(result["all"]) - set(result["top_level"])) == []

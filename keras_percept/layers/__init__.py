@@ -1,6 +1,7 @@
 """Layers shared by keras_percept models."""
 
 from keras_percept.layers.drop_path import DropPath
+from keras_percept.layers.image_parameter import ClipToRange, ImageParameter
 from keras_percept.layers.normalization import ChannelUnitNormalization, unit_normalize
 from keras_percept.layers.pooling import CeilMaxPooling2D
 from keras_percept.layers.scale_attention import ScaleAttention
@@ -9,7 +10,9 @@ from keras_percept.layers.scaling import LPIPS_SCALE, LPIPS_SHIFT, InputScaling
 __all__ = [
     "CeilMaxPooling2D",
     "ChannelUnitNormalization",
+    "ClipToRange",
     "DropPath",
+    "ImageParameter",
     "InputScaling",
     "LPIPS_SCALE",
     "LPIPS_SHIFT",

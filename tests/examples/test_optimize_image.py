@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 
 from keras_percept.convert import pretrained_lpips, save_model_atomic
-from keras_percept.examples.optimize_image import (
-    ClipToRange,
-    ImageParameter,
-    default_target,
-    distorted_start,
-    main,
-    optimize_image,
-)
+from keras_percept.examples.optimize_image import default_target, distorted_start, main, optimize_image
+from keras_percept.layers import ClipToRange, ImageParameter
 from keras_percept.models.lpips import LPIPS
 from torch_reference import torch_threads
 
