@@ -64,7 +64,7 @@ def test_uint8_rejected(alex):
         alex.distance(x, x)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_and_inf_rejected(alex, bad):
     x0, x1 = _pair()
     x1[1, 3, 4, 2] = bad
