@@ -14,6 +14,13 @@ Rows (throughput = pairs or triplets per second; higher is better):
   the trunk ran once beforehand and is *not* in the timing). An algorithmic shortcut the reference lacks,
   so its ratio is not like-for-like; the cache build time (one trunk pass) is printed beside it.
 
+Implementations: the reference, then the Keras backends of `--backends` (default tensorflow, jax, torch).
+Each Keras worker imports keras_percept first, as the package's commands do, so `tensorflow` runs with
+TensorFlow's oneDNN CPU kernels on (keras_percept's default; an explicit TF_ENABLE_ONEDNN_OPTS in the
+environment wins). `tensorflow-eigen` is the TensorFlow backend with `TF_ENABLE_ONEDNN_OPTS=0`, Eigen
+convolutions: TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX (e.g. AVX2-only EPYCs).
+The table's footer says which state each TensorFlow worker ran with.
+
 Identical nets and weights: the reference's seeded random torchvision trunk (no ImageNet weights offline)
 plus the official lin weights of the `lpips` wheel, converted into keras_percept; each forward row checks
 the distances of both sides agree (max |d|), each training row the loss on the first batch.
@@ -29,21 +36,30 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BACKENDS = ("tensorflow", "jax", "torch")
+# `tensorflow-eigen` is the TensorFlow backend with TF_ENABLE_ONEDNN_OPTS=0 (Eigen convolutions), which is
+# TensorFlow's own default on CPUs without AVX-512 VNNI/BF16/AMX; `import keras_percept` turns oneDNN on there.
+BACKENDS = ("tensorflow", "tensorflow-eigen", "jax", "torch")
+DEFAULT_BACKENDS = ("tensorflow", "jax", "torch")
 SEED = 0
+
+
+def _keras_backend(impl: str) -> str:
+    """The KERAS_BACKEND of an implementation name (`tensorflow-eigen` runs on `tensorflow`)."""
+    return impl.split("-")[0]
 
 
 # One row's workload: full mode, then quick mode.
 ROWS = {
-    "forward-alex": {"kind": "forward", "net": "alex", "full": dict(size=64, batch=32, calls=20),
+    "forward-alex": {"kind": "forward", "net": "alex", "full": dict(size=64, batch=32, calls=20, repeats=5),
                      "quick": dict(size=64, batch=8, calls=2)},
-    "forward-vgg": {"kind": "forward", "net": "vgg", "full": dict(size=256, batch=32, calls=1),
+    "forward-vgg": {"kind": "forward", "net": "vgg", "full": dict(size=256, batch=32, calls=1, repeats=2),
                     "quick": dict(size=32, batch=4, calls=2)},
     "train-lin": {"kind": "train", "net": "alex", "full": dict(size=64, batch=50, steps=8, epochs=3),
                   "quick": dict(size=64, batch=8, steps=2, epochs=2)},
@@ -62,7 +78,7 @@ def _set_threads(threads: int, backend: str | None) -> None:
 
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(threads)
-    if backend == "tensorflow":
+    if backend is not None and _keras_backend(backend) == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -136,7 +152,7 @@ def _reference_worker(row: dict, p: dict, files: dict) -> dict:
             def forward():
                 model(t0, t1)
 
-            value = _timed(forward, p["calls"], p["batch"])
+            value = _timed(forward, p["calls"], p["batch"], p.get("repeats", 2))
         return {"value": value, "check": check.tolist(), "setup_mb": setup_rss}
     if row["kind"] == "cached":
         return {}
@@ -194,14 +210,13 @@ def _keras_worker(row: dict, p: dict, files: dict) -> dict:
     import keras
     import numpy as np
 
-    import keras_percept  # noqa: F401  (registers the custom objects)
-
     if row["kind"] == "forward":
         model = keras.saving.load_model(files[row["net"]])
         x0, x1 = _pairs(p["size"], p["batch"], SEED)
         check = model.distance(x0, x1, batch_size=p["batch"]).ravel()
         setup_rss = _rss_mb()
-        value = _timed(lambda: model.distance(x0, x1, batch_size=p["batch"]), p["calls"], p["batch"])
+        value = _timed(lambda: model.distance(x0, x1, batch_size=p["batch"]), p["calls"], p["batch"],
+                       p.get("repeats", 2))
         return {"value": value, "check": check.tolist(), "setup_mb": setup_rss}
 
     seconds: list[float] = []
@@ -267,6 +282,8 @@ def worker(spec: dict) -> None:
     """Runs `spec["rows"]` for one implementation and prints one JSON line of results."""
     sys.path.insert(0, os.path.join(REPO, "tests"))
     backend = spec["backend"]
+    if backend is not None:
+        import keras_percept  # noqa: F401  (first, before TensorFlow: its oneDNN default applies, as in the CLI)
     _set_threads(spec["threads"], backend)
     if spec.get("prepare"):
         print("RESULT " + json.dumps(_prepare(spec["directory"], spec["nets"])), flush=True)
@@ -279,6 +296,10 @@ def worker(spec: dict) -> None:
         result = run(row, params, spec["files"])
         if result:
             out[name] = {**result, "peak_mb": _peak_mb()}
+    if backend is not None and _keras_backend(backend) == "tensorflow":
+        from tensorflow.python.util import _pywrap_util_port
+
+        out["onednn"] = bool(_pywrap_util_port.IsMklEnabled())  # the effective state, env and CPU default
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -295,8 +316,10 @@ def _environment(threads: int, backend: str | None) -> dict:
         "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY", "PASSIVE"),
         "XLA_FLAGS": (env.get("XLA_FLAGS", "") + f" --xla_cpu_multi_thread_eigen=true "
                       f"intra_op_parallelism_threads={threads}").strip(),
-        "KERAS_BACKEND": backend or "tensorflow",
+        "KERAS_BACKEND": _keras_backend(backend or "tensorflow"),
     })
+    if backend == "tensorflow-eigen":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     return env
 
 
@@ -311,6 +334,11 @@ def _spawn(spec: dict) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def _throughput(value: float) -> str:
+    """Three significant digits at least (the vgg row is about one pair per second)."""
+    return f"{value:.1f}" if value >= 100 else f"{value:.3g}"
+
+
 def _label(impl: str) -> str:
     return "reference (torch)" if impl == "reference" else f"keras_percept/{impl}"
 
@@ -318,7 +346,8 @@ def _label(impl: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round, one process per backend")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated Keras backends")
+    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
+                        help=f"comma-separated, from {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from {', '.join(ROWS)}")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds; best kept (default 2, quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="threads for PyTorch, TensorFlow and XLA:CPU")
@@ -348,6 +377,8 @@ def main(argv=None) -> int:
     files = _spawn({"prepare": True, "backend": backends[0] if backends else "tensorflow",
                     "threads": args.threads, "directory": directory, "nets": nets})
     results: dict[tuple[str, str], dict] = {}
+    per_round: dict[tuple[str, str], list[float]] = {}
+    onednn: dict[str, bool] = {}
     # Quick: one process per implementation runs every row; full: one per (row, implementation).
     groups = [rows] if args.quick else [[r] for r in rows]
     for round_ in range(rounds):
@@ -359,39 +390,53 @@ def main(argv=None) -> int:
                         "rows": group, "quick": args.quick, "files": files}
                 t = time.time()
                 out = _spawn(spec)
+                if "onednn" in out:
+                    onednn[impl] = out.pop("onednn")
                 for name, result in out.items():
+                    per_round.setdefault((name, impl), []).append(result["value"])
                     best = results.get((name, impl))
                     if best is None or result["value"] > best["value"]:
                         results[(name, impl)] = result
                 print(f"  round {round_ + 1}/{rounds} {','.join(group)} {_label(impl)}: "
-                      + ", ".join(f"{out[n]['value']:.1f}" for n in group if n in out)
+                      + ", ".join(_throughput(out[n]["value"]) for n in group if n in out)
                       + f" ({time.time() - t:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
 
-    _print_table(rows, impls, results, args.quick, rounds)
+    _print_table(rows, impls, results, args.quick, rounds, per_round)
+    if onednn:
+        print("TensorFlow oneDNN kernels: " + ", ".join(f"{impl} {'on' if on else 'off'}" for impl, on in onednn.items()))
     print(f"\ntotal {time.time() - start:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
     return _check(rows, impls, results)
 
 
-def _print_table(rows, impls, results, quick: bool, rounds: int) -> None:
-    print(f"\nThroughput (best of {rounds} round(s), warm-up excluded); ratio = keras_percept / reference; "
-          "peak = ru_maxrss of the worker process (imports included), +work = peak - RSS after setup")
-    header = (f"{'row':<18}{'unit':<11}{'implementation':<26}{'throughput':>12}{'ratio':>8}{'peak MB':>9}"
-              f"{'+work MB':>10}")
+def _print_table(rows, impls, results, quick: bool, rounds: int, per_round: dict) -> None:
+    """The table: best throughput per (row, implementation), its ratio to the reference's best, and the
+    median over rounds of the ratio measured within one round (both sides close in time, so a slow
+    spell of a shared machine hits both; this is the steadier estimate when the best rounds differ)."""
+    print(f"\nThroughput (best of {rounds} round(s), warm-up excluded); ratio = keras_percept / reference (best "
+          "vs best); med ratio = median over rounds of the same-round ratio; peak = ru_maxrss of the worker "
+          "process (imports included), +work = peak - RSS after setup")
+    header = (f"{'row':<18}{'unit':<11}{'implementation':<34}{'throughput':>12}{'ratio':>8}{'med ratio':>10}"
+              f"{'peak MB':>9}{'+work MB':>10}")
     print(header)
     print("-" * len(header))
     for name in rows:
         row = ROWS[name]
         params = row["quick" if quick else "full"]
         shape = f"{params['size']}px b{params['batch']}"
-        reference = results.get((name if row["kind"] != "cached" else "train-lin", "reference"))
+        ref_key = (name if row["kind"] != "cached" else "train-lin", "reference")
+        reference = results.get(ref_key)
         for impl in impls:
             result = results.get((name, impl))
             if result is None:
                 continue
-            ratio = f"{result['value'] / reference['value']:.2f}x" if reference and impl != "reference" else ""
+            ratio = median = ""
+            if reference and impl != "reference":
+                ratio = f"{result['value'] / reference['value']:.2f}x"
+                pairs = list(zip(per_round[(name, impl)], per_round[ref_key]))
+                median = f"{statistics.median(v / r for v, r in pairs):.2f}x"
             extra = max(0.0, result["peak_mb"] - result["setup_mb"])
-            print(f"{name:<18}{UNIT[row['kind']]:<11}{_label(impl):<26}{result['value']:>12.1f}{ratio:>8}"
-                  f"{result['peak_mb']:>9.0f}{extra:>10.0f}")
+            print(f"{name:<18}{UNIT[row['kind']]:<11}{_label(impl):<34}{_throughput(result['value']):>12}{ratio:>8}"
+                  f"{median:>10}{result['peak_mb']:>9.0f}{extra:>10.0f}")
         print(f"{'':<18}{row['net']} {shape}" + (
             "; ratio vs the reference Trainer through the trunk (NOT like-for-like: no trunk in the epoch); "
             "cache build " + ", ".join(f"{impl} {results[(name, impl)]['build']:.0f}/s"
