@@ -20,8 +20,8 @@ import os as _os
 import sys as _sys
 
 # TensorFlow switches its oneDNN CPU kernels on by default only on CPUs with AVX-512 VNNI/BF16 or AMX; on
-# others (e.g. AVX2-only AMD EPYCs) its convolutions run on Eigen, 1.25x slower on the vgg trunk there
-# (benchmarks/speed.py, `tensorflow` vs `tensorflow-eigen`). TensorFlow reads the variable once, when it
+# others (e.g. AVX2-only AMD EPYCs) its convolutions run on Eigen: forward alex 1.09x, forward vgg 1.28x
+# and lin training 1.37x slower there (benchmarks/speed.py, `tensorflow` vs `tensorflow-eigen`). TensorFlow reads the variable once, when it
 # is first imported, so this default only applies when keras_percept is imported before TensorFlow (and
 # before `keras` on the TensorFlow backend). Opt out with TF_ENABLE_ONEDNN_OPTS=0.
 if "tensorflow" not in _sys.modules:
