@@ -15,11 +15,10 @@ Rows (throughput = pairs or triplets per second; higher is better):
   so its ratio is not like-for-like; the cache build time (one trunk pass) is printed beside it.
 
 Implementations: the reference, then the Keras backends of `--backends` (default tensorflow, jax, torch).
-Each Keras worker imports keras_percept first, as the package's commands do, so `tensorflow` runs with
-TensorFlow's oneDNN CPU kernels on (keras_percept's default; an explicit TF_ENABLE_ONEDNN_OPTS in the
-environment wins). `tensorflow-eigen` is the TensorFlow backend with `TF_ENABLE_ONEDNN_OPTS=0`, Eigen
-convolutions: TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX (e.g. AVX2-only EPYCs).
-The table's footer says which state each TensorFlow worker ran with.
+`tensorflow` runs with TensorFlow's default for this CPU (its oneDNN CPU kernels are on for CPUs with
+AVX-512 VNNI/BF16 or AMX, off on e.g. AVX2-only EPYCs, unless TF_ENABLE_ONEDNN_OPTS says otherwise);
+`tensorflow-onednn` is the TensorFlow backend with `TF_ENABLE_ONEDNN_OPTS=1`, the opt-in the README
+describes. The table's footer says which state each TensorFlow worker ran with.
 
 Identical nets and weights: the reference's seeded random torchvision trunk (no ImageNet weights offline)
 plus the official lin weights of the `lpips` wheel, converted into keras_percept; each forward row checks
@@ -43,15 +42,15 @@ import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-# `tensorflow-eigen` is the TensorFlow backend with TF_ENABLE_ONEDNN_OPTS=0 (Eigen convolutions), which is
-# TensorFlow's own default on CPUs without AVX-512 VNNI/BF16/AMX; `import keras_percept` turns oneDNN on there.
-BACKENDS = ("tensorflow", "tensorflow-eigen", "jax", "torch")
+# `tensorflow-onednn` is the TensorFlow backend with TF_ENABLE_ONEDNN_OPTS=1: TensorFlow leaves its oneDNN
+# kernels off by default on CPUs without AVX-512 VNNI/BF16/AMX (e.g. AVX2-only EPYCs).
+BACKENDS = ("tensorflow", "tensorflow-onednn", "jax", "torch")
 DEFAULT_BACKENDS = ("tensorflow", "jax", "torch")
 SEED = 0
 
 
 def _keras_backend(impl: str) -> str:
-    """The KERAS_BACKEND of an implementation name (`tensorflow-eigen` runs on `tensorflow`)."""
+    """The KERAS_BACKEND of an implementation name (`tensorflow-onednn` runs on `tensorflow`)."""
     return impl.split("-")[0]
 
 
@@ -210,6 +209,8 @@ def _keras_worker(row: dict, p: dict, files: dict) -> dict:
     import keras
     import numpy as np
 
+    import keras_percept  # noqa: F401  (registers the custom objects)
+
     if row["kind"] == "forward":
         model = keras.saving.load_model(files[row["net"]])
         x0, x1 = _pairs(p["size"], p["batch"], SEED)
@@ -282,8 +283,6 @@ def worker(spec: dict) -> None:
     """Runs `spec["rows"]` for one implementation and prints one JSON line of results."""
     sys.path.insert(0, os.path.join(REPO, "tests"))
     backend = spec["backend"]
-    if backend is not None:
-        import keras_percept  # noqa: F401  (first, before TensorFlow: its oneDNN default applies, as in the CLI)
     _set_threads(spec["threads"], backend)
     if spec.get("prepare"):
         print("RESULT " + json.dumps(_prepare(spec["directory"], spec["nets"])), flush=True)
@@ -318,8 +317,8 @@ def _environment(threads: int, backend: str | None) -> dict:
                       f"intra_op_parallelism_threads={threads}").strip(),
         "KERAS_BACKEND": _keras_backend(backend or "tensorflow"),
     })
-    if backend == "tensorflow-eigen":
-        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    if backend == "tensorflow-onednn":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1"
     return env
 
 
