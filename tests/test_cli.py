@@ -26,6 +26,8 @@ from keras_percept.cli import main
 from keras_percept.convert import load_pth, official_lin_path, save_model_atomic
 from keras_percept.distance import ImagePair, compute_distances, load_metric
 
+pytestmark = pytest.mark.one_pass  # command-line plumbing; its distances are the API's, run on every backend
+
 H, W = 64, 96  # not square, so a transposed heatmap would show
 
 

@@ -70,7 +70,7 @@ def _serve(out, batches: dict, tmp_path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("net", ["alex", "effnet-lite0"])
+@pytest.mark.parametrize("net", ["alex", pytest.param("effnet-lite0", marks=pytest.mark.one_pass)])
 def test_served_distances_match_keras_for_any_image_size(tmp_path, photos, net):
     model = _metric(net=net)
     out = tmp_path / "savedmodel"

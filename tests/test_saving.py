@@ -115,6 +115,7 @@ print(json.dumps(result))
 
 
 @pytest.mark.slow
+@pytest.mark.one_pass  # loads on all 3 backends from the TF pass; every pass: test_fresh_process_load_on_every_backend
 def test_fresh_process_safe_mode_loads_trained_models_and_refuses_lambdas(tmp_path):
     """A 2AFC training model, a metric and a generator compiled with PerceptualLoss load with safe_mode on,
     on every backend; a control file with a Lambda layer is refused there, so the check has teeth."""
@@ -172,6 +173,7 @@ print(json.dumps({
 
 
 @pytest.mark.slow
+@pytest.mark.one_pass  # loads on all 3 backends from the TF pass; every pass: test_fresh_process_load_on_every_backend
 def test_fresh_process_loads_a_compiled_training_model_with_keras_percept_schedules(tmp_path, monkeypatch):
     """A `tune` model compiled as `train()` compiles it (MultiOptimizer, HoldThenLinearDecay wrapped in
     DelayedStart per trunk stage), after one step, loads on every backend after only `import keras_percept`.

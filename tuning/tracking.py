@@ -36,8 +36,7 @@ def resolve_parent_run(study, *, experiment: str, tags: Mapping[str, str], proje
             if run.info.status != "RUNNING":
                 client.update_run(existing, status="RUNNING")
             return client.get_run(existing)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    experiment_id = _experiment_id(client, experiment)
     run = client.create_run(experiment_id, run_name=f"study {study.study_name}", tags=dict(tags))
     study.set_user_attr(PARENT_ATTR, run.info.run_id)
     # Two workers starting a new study at once may both open a parent; the one written last wins.
@@ -47,6 +46,26 @@ def resolve_parent_run(study, *, experiment: str, tags: Mapping[str, str], proje
         client.delete_run(run.info.run_id)
         return client.get_run(winner)
     return run
+
+
+def _experiment_id(client, name: str) -> str:
+    """The id of experiment `name`, created if missing.
+
+    Two workers starting at once can both find no experiment; the second `create_experiment` then
+    fails on MLflow's unique name, and that worker uses the one the first created.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def _get_run(client, run_id: str):

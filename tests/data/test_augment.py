@@ -12,6 +12,8 @@ from bapps_fixture import write_label, write_png
 from keras_percept.data import TripletAugmentation, load_2afc
 from keras_percept.data.augment import crop_and_flip, mixup, smooth_labels
 
+pytestmark = pytest.mark.one_pass  # tf.data augmentation
+
 SIZE, CROP = 16, 10
 
 

@@ -10,6 +10,8 @@ from bapps_fixture import FIXTURE_SIZE, fixture_pixels, write_label, write_png
 
 from keras_percept.data import BadDataError, index_2afc, index_jnd, load_2afc
 
+pytestmark = pytest.mark.one_pass  # file checks and tf.data
+
 VAL_TRAD = ("2afc", "val", "traditional")  # 4 items: 000000 … 000003
 
 

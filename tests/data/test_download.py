@@ -13,6 +13,8 @@ from bapps_fixture import make_bapps
 from keras_percept.data import BAPPS_ARCHIVES, download_bapps, index_2afc, index_jnd
 from keras_percept.data import download as download_module
 
+pytestmark = pytest.mark.one_pass  # downloads and archives
+
 
 def _no_network(*args, **kwargs):
     raise urllib.error.URLError("Temporary failure in name resolution")

@@ -13,6 +13,8 @@ from keras_percept.data import embedded, index_2afc, index_jnd, load_2afc
 from keras_percept.data.embedded.observer import Observer, magnitude
 from keras_percept.metrics.twoafc import two_afc_score
 
+pytestmark = pytest.mark.one_pass  # the embedded dataset generator (NumPy, image files)
+
 
 def test_real_photographs_from_both_packages():
     assert {"china", "flower"} <= set(embedded.PHOTOS) and "astronaut" in embedded.PHOTOS

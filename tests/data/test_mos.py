@@ -20,6 +20,8 @@ from keras_percept.data import (
 )
 from keras_percept.metrics.iqa import srcc
 
+pytestmark = pytest.mark.one_pass  # MOS file readers and tf.data
+
 KONIQ_HEADER = '"image_name","c1","c2","c3","c4","c5","c_total","MOS","SD","MOS_zscore"'
 
 

@@ -9,6 +9,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from keras_percept.data import register_tfds_builder  # noqa: E402
 
+pytestmark = pytest.mark.one_pass  # the TFDS builder
+
 
 @pytest.fixture(scope="module")
 def builder_class():

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.one_pass  # train_iqa/compare/search wiring; the IQA models run on every backend
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 COMPARE = os.path.join(REPO, "configs", "iqa", "compare.yaml")
 TINY = ["data.n_train=64", "data.n_test=32", "data.batch_size=16", "optim.epochs=2", "strategy=none"]

@@ -10,6 +10,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from keras_percept.metrics.classical import CLASSICAL_DISTANCES, l2_distance, psnr_distance, ssim_distance
 from keras_percept.metrics.twoafc import two_afc_score
 
+pytestmark = pytest.mark.one_pass  # NumPy metrics
+
 
 @pytest.fixture
 def batches():

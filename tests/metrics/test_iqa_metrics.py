@@ -11,6 +11,8 @@ from scipy import stats
 
 from keras_percept.metrics.iqa import fit_logistic_4p, iqa_scores, krcc, logistic_4p, plcc, rmse, srcc
 
+pytestmark = pytest.mark.one_pass  # NumPy/SciPy metrics
+
 
 def _data(n: int = 300, seed: int = 0, ties: bool = False):
     rng = np.random.default_rng(seed)

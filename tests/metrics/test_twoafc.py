@@ -7,6 +7,8 @@ import pytest
 
 from keras_percept.metrics.twoafc import jnd_map, two_afc_score, voc_ap
 
+pytestmark = pytest.mark.one_pass  # NumPy metrics
+
 
 def test_two_afc_hand_computed():
     d0 = [0.1, 0.5, 0.3, 0.9]

@@ -1,4 +1,10 @@
-"""Training: configs, the fast `lin` feature cache, projection, L-BFGS, MLflow tracking, resume after a kill."""
+"""Training: configs, the fast `lin` feature cache, projection, L-BFGS, MLflow tracking, resume after a kill.
+
+Tests marked `one_pass` check how `train()` wires Keras, MLflow and the files together; `.ci/run` runs
+them in the TensorFlow pass only. On every backend, `train()` runs end to end in
+`test_cached_evaluation_equals_the_metric_on_the_images`, and the trunk/head optimizer groups of
+`tune`/`scratch` take real steps in `test_optimizers.py`.
+"""
 
 from __future__ import annotations
 
@@ -95,6 +101,7 @@ def _metric_and_head(seed: int = 0):
     return metric, DifferenceComparison(scale=3.0, trainable_scale=False)
 
 
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_cached_means_reproduce_the_full_model_exactly(tiny_root, tmp_path, monkeypatch):
     from keras_percept.data import load_2afc
     from keras_percept.models.twoafc import TwoAFCModel
@@ -116,6 +123,7 @@ def test_cached_means_reproduce_the_full_model_exactly(tiny_root, tmp_path, monk
     np.testing.assert_array_equal(again["m0"], means["m0"])
 
 
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_cache_key_changes_with_trunk_weights(tiny_root, tmp_path, monkeypatch):
     from keras_percept.training.feature_cache import channel_means_2afc
 
@@ -224,6 +232,7 @@ def test_lin_run_is_tracked_in_mlflow(tiny_root, tmp_path):
     assert np.all(np.concatenate([keras.ops.convert_to_numpy(lin.kernel).ravel() for lin in loaded.lins]) >= 0)
 
 
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_failed_run_ends_failed_with_the_error_logged(tmp_path):
     import mlflow
 
@@ -242,6 +251,7 @@ def test_failed_run_ends_failed_with_the_error_logged(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_lbfgs_lin_beats_or_matches_its_starting_point(tiny_root, tmp_path):
     from keras_percept.training import train
 
@@ -283,6 +293,7 @@ np.savez(os.path.join(out, "weights.npz"), *[keras.ops.convert_to_numpy(w) for w
 
 
 @pytest.mark.slow
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_killed_run_resumes_with_backup_and_restore(tiny_root, tmp_path):
     script = tmp_path / "resume.py"
     script.write_text(RESUME_SCRIPT)
@@ -329,9 +340,10 @@ def test_killed_run_resumes_with_backup_and_restore(tiny_root, tmp_path):
     assert epochs(tmp_path / "killed") == [[0, 1, 2], [2, 3]], "the second process must start at epoch 2"
 
 
-# --- tune and scratch through the images, on every backend -------------------------------------------
+# --- tune and scratch through the images (TensorFlow pass of .ci/run) -------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_tune_moves_the_trunk_under_l2sp(tiny_root, tmp_path):
     from keras_percept.regularizers import L2SP
     from keras_percept.training import train
@@ -348,6 +360,7 @@ def test_tune_moves_the_trunk_under_l2sp(tiny_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_scratch_with_mixed_precision_and_gradient_accumulation(tiny_root, tmp_path):
     from keras_percept.training import train
 
@@ -416,6 +429,7 @@ def test_paired_comparison_against_numpy():
         compare_paired([1, 0, 1], [1, 0])
 
 
+@pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_evaluate_command_prints_tables_and_a_paired_comparison(tiny_root, tmp_path, capsys):
     from keras_percept.cli import main
     from keras_percept.convert import save_model_atomic

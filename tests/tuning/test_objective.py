@@ -12,6 +12,8 @@ import pytest
 from tuning.objective import Objective, check_finite
 from tuning.space import SearchSpace
 
+pytestmark = pytest.mark.one_pass  # Optuna/MLflow bookkeeping
+
 SPACE = SearchSpace.from_dict({"params": {"optim.learning_rate": {"type": "float", "low": 1e-3, "high": 1.0,
                                                                    "log": True}}})
 
@@ -63,3 +65,31 @@ def test_check_finite_accepts_finite_and_ignores_non_loss_keys():
     check_finite({"loss": [0.5, 0.4], "val_twoafc": [math.nan]})
     with pytest.raises(FloatingPointError, match="`val_loss` became inf at epoch 0"):
         check_finite({"val_loss": [math.inf]})
+
+
+def test_experiment_created_by_another_worker_between_lookup_and_create_is_used(tmp_path):
+    """The interleaving that broke two workers starting one study: both look the experiment up, both create it."""
+    import mlflow
+
+    from tuning.tracking import _experiment_id
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    other = mlflow.MlflowClient(uri)
+
+    class LateLookup(mlflow.MlflowClient):
+        """Its first lookup sees no experiment; the other worker creates it right after."""
+
+        first = True
+
+        def get_experiment_by_name(self, name):
+            if self.first:
+                self.first = False
+                other.create_experiment(name)
+                return None
+            return super().get_experiment_by_name(name)
+
+    created = other.get_experiment_by_name("race")
+    assert created is None
+    experiment_id = _experiment_id(LateLookup(uri), "race")
+    assert experiment_id == other.get_experiment_by_name("race").experiment_id
+    assert len([e for e in other.search_experiments() if e.name == "race"]) == 1

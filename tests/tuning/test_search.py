@@ -9,6 +9,8 @@ import optuna
 import pytest
 import yaml
 
+pytestmark = pytest.mark.one_pass  # Optuna/MLflow orchestration
+
 # Tiny data; 4 epochs; pruning from the third trial on, at epoch 1 or later.
 TEST_SPACE = {
     "paradigm": "lin",

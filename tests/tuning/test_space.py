@@ -9,6 +9,8 @@ import pytest
 
 from tuning.space import SearchSpace
 
+pytestmark = pytest.mark.one_pass  # search-space parsing
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 

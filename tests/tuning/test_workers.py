@@ -82,7 +82,7 @@ def test_killed_worker_trial_fails_by_heartbeat_on_postgresql_and_the_study_comp
         # connections faster than garbage collection closes them ("too many clients").
         storage = optuna.storages.RDBStorage(postgres_url)
         deadline = time.time() + 300
-        while killed is None and time.time() < deadline:
+        while killed is None and time.time() < deadline and victim.poll() is None:
             time.sleep(0.3)
             try:
                 study = optuna.load_study(study_name="fault", storage=storage)
