@@ -23,12 +23,16 @@ TEST_SPACE = {
     "study": {"pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
               "sampler": {"name": "tpe", "n_startup_trials": 3}},
 }
-# Known outcomes on the tiny set, enqueued ahead of the sampled trials.
+# Known outcomes on the tiny set, enqueued ahead of the sampled trials. Trials 1 and 2 barely move
+# the initial weights (val 2AFC 0.800 at every epoch); trial 3 is 0.760 at epochs 0 and 1, far below
+# their median (measured on TF). The validation score of one setting varies by about 0.002 from run
+# to run, so the earlier choice for trial 3 (RMSprop at 0.3, 0.007 below the median) was sometimes
+# not pruned.
 ENQUEUED = [
     {"optim.optimizer": "sgd", "optim.learning_rate": 3.0, "data.batch_size": 20},       # loss -> NaN: FAIL
     {"optim.optimizer": "sgd", "optim.learning_rate": 1e-4, "data.batch_size": 20},      # COMPLETE
-    {"optim.optimizer": "adam", "optim.learning_rate": 0.05, "data.batch_size": 20},     # COMPLETE
-    {"optim.optimizer": "rmsprop", "optim.learning_rate": 0.3, "data.batch_size": 20},   # worse at epoch 1: PRUNED
+    {"optim.optimizer": "sgd", "optim.learning_rate": 1e-3, "data.batch_size": 20},      # COMPLETE
+    {"optim.optimizer": "adam", "optim.learning_rate": 3.0, "data.batch_size": 20},      # worse at epoch 1: PRUNED
     {"optim.optimizer": "adam", "optim.learning_rate": 0.01, "data.batch_size": 500},    # > 140 triplets: FAIL
 ]
 
@@ -101,7 +105,10 @@ def test_study_end_to_end_every_trial_in_optuna_and_mlflow(search_env, capsys):
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
-    assert parent.data.metrics["n_pruned"] == 1 and parent.data.metrics["n_fail"] == 2
+    # Trial 5 is sampled by TPE, so it may fail or be pruned too: the counts are the store's.
+    counts = {state: sum(s == state for s in states.values()) for state in ("PRUNED", "FAIL")}
+    assert counts["PRUNED"] >= 1 and counts["FAIL"] >= 2
+    assert parent.data.metrics["n_pruned"] == counts["PRUNED"] and parent.data.metrics["n_fail"] == counts["FAIL"]
     assert abs(parent.data.metrics["best_value_retrained"] - study.best_value) < 0.02
     artifacts = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
     assert {f"plots/{name}.png" for name in ("optimization_history", "param_importances", "parallel_coordinate",
