@@ -269,9 +269,8 @@ def run_workers(commands: list[list[str]], envs: list[dict], logs: list[pathlib.
 def test_multiworker_fit_on_loopback(tmp_path):
     """Two MultiWorkerMirroredStrategy processes on 127.0.0.1 fit 2 epochs (with validation) and end identical.
 
-    They also match the same fit on one device, run afterwards by the chief. Both use Adam with
-    epsilon 1e-3: at Keras's 1e-7, rounding-level gradient differences flip whole Adam steps (measured
-    1.8e-3 in weights on a 2-core AMD EPYC; see `multiworker_adam` in the worker).
+    They also match the same fit on one device, run afterwards by the chief (Adam's epsilon is 1e-3
+    there: see `build_model` in the worker).
     """
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     outs = [tmp_path / f"worker_{i}.npz" for i in range(2)]
