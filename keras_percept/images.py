@@ -7,10 +7,15 @@ grayscale images or channels-first layouts.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
+
+from keras_percept.atomic import atomic_path
 
 _RANGES = {"[-1,1]": (-1.0, 1.0), "[0,1]": (0.0, 1.0)}
 # Float rounding slack when checking the value range (e.g. 2 * 1.0000001 - 1).
@@ -109,10 +114,24 @@ def check_image_values(x: np.ndarray, label: str, input_range: str) -> None:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image file as float32 RGB in [0, 1], shape `(H, W, 3)`.
+    """Reads an image file as a viewer shows it: float32 RGB in [0, 1], shape `(H, W, 3)`.
 
-    Grayscale files are repeated to 3 channels and an alpha channel is
-    dropped (with the image composited on nothing: alpha is ignored).
+    The one decoder of the package: the CLI and the `tf.data` readers (through
+    `tf.numpy_function`) both call it, so a file gives the same pixels everywhere.
+
+    - EXIF orientation (all 8 values; JPEG, PNG, TIFF, WebP) is applied, as viewers and
+      OpenCV's `imread` do: a phone photo stored sideways comes out upright.
+    - 16-bit files keep their precision: grayscale PNG/TIFF, colour PNG (decoded with
+      TensorFlow, as Pillow reduces it to 8 bits) and uncompressed colour TIFF. A compressed
+      16-bit colour TIFF is read at 8 bits, with a warning.
+    - Grayscale and palette images are expanded to RGB; an alpha channel (RGBA, LA, palette
+      transparency) is dropped, keeping the colours stored under it (as OpenCV does).
+    - CMYK (e.g. from print workflows) is converted to RGB; an embedded ICC profile is
+      converted to sRGB (what a colour-managed viewer shows; OpenCV ignores profiles), for
+      8-bit images; a 16-bit image's profile is ignored, with a warning.
+    - GIF, animated WebP and multi-page TIFF: the first frame/page, with a warning.
+    - Truncated or damaged files, 32-bit integer or floating-point images and unknown
+      formats raise `ValueError` saying what to do.
 
     Example:
 
@@ -126,23 +145,186 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"Image file not found: {path!r}")
     try:
         with Image.open(path) as img:
+            if getattr(img, "n_frames", 1) > 1:
+                kind = "pages" if img.format == "TIFF" else "frames"
+                warnings.warn(f"{path!r} has {img.n_frames} {kind}; reading the first.", stacklevel=2)
+            orientation = _orientation(img)
+            direct = _colour_16_bit(img, path)  # before load(), which empties the TIFF tile list
             img.load()
-            mode = img.mode
-            if mode in ("I;16", "I;16B", "I"):
-                arr = np.asarray(img, dtype=np.float32) / (65535.0 if mode.startswith("I;16") else 2**31 - 1)
-                arr = np.repeat(arr[..., None], 3, axis=-1)
-            else:
-                arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"Could not read image {path!r}: {err}") from err
-    return arr
+            if direct is None:
+                orientation = _orientation(img)  # Pillow's TIFF loader applies the orientation itself
+            arr = _pixels(img, path, direct)
+    except UnidentifiedImageError as err:
+        raise ValueError(
+            f"Could not read image {path!r}: not an image format Pillow knows ({err}). "
+            "Convert it to PNG or JPEG."
+        ) from err
+    except (OSError, SyntaxError) as err:
+        raise ValueError(
+            f"Could not read image {path!r}: the file is truncated or damaged ({err}). "
+            "Copy or export it again."
+        ) from err
+    return np.ascontiguousarray(orient(arr, orientation))
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """`(H, W, 3)` of `load_image(path)`, from the file header only (EXIF orientation applied).
+
+    Example:
+
+    >>> image_shape("phone_photo.jpg")  # doctest: +SKIP
+    (4032, 3024, 3)
+    """
+    from PIL import Image
+
+    with Image.open(os.fspath(path)) as img:
+        width, height = img.size  # Pillow gives a TIFF's size upright already
+        if img.format != "TIFF" and _orientation(img, header_only=True) in _SWAPS_AXES:
+            width, height = height, width
+    return (height, width, 3)
+
+
+# EXIF Orientation -> the transform that shows the stored pixels upright (TIFF 6.0 / EXIF 2.3).
+_ORIENT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+_SWAPS_AXES = (5, 6, 7, 8)
+_EXIF_ORIENTATION = 0x0112
+_16_BIT_GRAY = ("I;16", "I;16B", "I;16L", "I;16N")
+_DROP_ALPHA = {"RGBA": "RGB", "RGBa": "RGB", "LA": "L", "La": "L", "PA": "RGB", "P": "RGB", "1": "L"}
+
+
+def orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Applies EXIF `orientation` (1..8) to an `(H, W, C)` array; other values leave it as is.
+
+    Example:
+
+    >>> orient(np.arange(6).reshape(2, 3, 1), 6)[..., 0]  # stored sideways, shown upright
+    array([[3, 0],
+           [4, 1],
+           [5, 2]])
+    """
+    return _ORIENT.get(orientation, _ORIENT[1])(image)
+
+
+def _orientation(img, *, header_only: bool = False) -> int:
+    """EXIF orientation; `header_only` skips a PNG's eXIf chunk after the pixels (getexif() decodes them)."""
+    from PIL import Image
+
+    try:
+        if header_only and img.format == "PNG":
+            exif = Image.Exif()
+            exif.load(img.info.get("exif", b""))
+            value = exif.get(_EXIF_ORIENTATION, 1)
+        else:
+            value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except OSError:  # a truncated file: reported by the caller
+        raise
+    except Exception as err:  # a damaged EXIF block: the pixels are still good
+        warnings.warn(f"Unreadable EXIF data ({err}); orientation not applied.", stacklevel=3)
+        return 1
+    return value if value in _ORIENT else 1
+
+
+def _pixels(img, path: str, depth16: np.ndarray | None) -> np.ndarray:
+    """The decoded image (or `depth16`, its 16-bit colour pixels) as float32 RGB in [0, 1]."""
+    mode = img.mode
+    if mode in _16_BIT_GRAY or depth16 is not None:
+        if "icc_profile" in img.info:
+            warnings.warn(f"{path!r}: the ICC profile of a 16-bit image is ignored (read as sRGB).", stacklevel=3)
+        arr = np.asarray(img, dtype=np.float32)[..., None] if depth16 is None else depth16
+        arr = arr.astype(np.float32) / 65535.0
+        return np.repeat(arr[..., :1], 3, axis=-1) if arr.shape[-1] <= 2 else arr[..., :3]
+    if mode in ("I", "F"):
+        raise ValueError(
+            f"Image {path!r} has 32-bit {'integer' if mode == 'I' else 'floating-point'} pixels (mode {mode!r}), "
+            "which have no standard display range. Convert it to an 8- or 16-bit PNG or TIFF."
+        )
+    img = img.convert(_DROP_ALPHA.get(mode, mode)) if mode in _DROP_ALPHA else img
+    icc = img.info.get("icc_profile")
+    if icc and img.mode in ("RGB", "CMYK", "L"):
+        img = _to_srgb(img, icc, path)
+    try:
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+    except ValueError as err:
+        raise ValueError(f"Image {path!r} has mode {img.mode!r}, which cannot be converted to RGB ({err}). "
+                         "Convert it to an RGB PNG or JPEG.") from err
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _to_srgb(img, icc: bytes, path: str):
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(img, source, _srgb_profile(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as err:
+        warnings.warn(f"{path!r}: unusable ICC profile ({err}); colours read as sRGB.", stacklevel=4)
+        return img
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb_profile():
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _colour_16_bit(img, path: str) -> np.ndarray | None:
+    """The `(H, W, C)` uint16 pixels of a 16-bit colour PNG or uncompressed TIFF (Pillow gives 8 bits)."""
+    if img.format == "PNG" and img.mode not in _16_BIT_GRAY:
+        with open(path, "rb") as f:
+            header = f.read(26)
+        if len(header) == 26 and header[24] == 16:  # IHDR bit depth
+            import tensorflow as tf  # deferred: the CLI needs TensorFlow only for this case
+
+            with open(path, "rb") as f:
+                return tf.io.decode_png(f.read(), dtype=tf.uint16).numpy()
+        return None
+    if img.format == "TIFF" and img.mode in ("RGB", "RGBA"):
+        bits = img.tag_v2.get(258, (8,))
+        if max(bits) <= 8:
+            return None
+        width = img.tag_v2[256]  # stored width (img.size is upright)
+        raw = [t for t in img.tile if t.codec_name == "raw" and t.args[0] in (f"{img.mode};16L", f"{img.mode};16B")
+               and t.extents[0] == 0 and t.extents[2] == width]
+        if not raw or len(raw) != len(img.tile):
+            warnings.warn(f"{path!r} is a compressed {max(bits)}-bit colour TIFF; read at 8 bits "
+                          "(save it uncompressed or as a 16-bit PNG to keep the precision).", stacklevel=4)
+            return None
+        return _raw_tiff_16(img, path, raw)
+    return None
+
+
+def _raw_tiff_16(img, path: str, tiles) -> np.ndarray:
+    channels = len(img.mode)
+    width, height = img.tag_v2[256], img.tag_v2[257]
+    out = np.zeros((height, width, channels), dtype=np.uint16)
+    with open(path, "rb") as f:
+        for tile in tiles:
+            _, y0, _, y1 = tile.extents
+            y1 = min(y1, height)
+            dtype = "<u2" if tile.args[0].endswith("L") else ">u2"
+            f.seek(tile.offset)
+            count = (y1 - y0) * width * channels
+            data = np.frombuffer(f.read(2 * count), dtype=dtype)
+            if data.size != count:
+                raise OSError(f"image file is truncated ({data.size} of {count} values)")
+            out[y0:y1] = data.reshape(y1 - y0, width, channels)
+    return out
 
 
 def save_heatmap(distance_map: np.ndarray, path: str | os.PathLike, vmax: float | None = None) -> None:
     """Writes a `(H, W)` or `(H, W, 1)` distance map as a colour PNG (viridis-like ramp).
 
-    The file is written to a temporary name and renamed, so a failure never
-    leaves a half-written image. `vmax` fixes the top of the colour scale
+    The file is written crash-safely (`atomic_write_image`). `vmax` fixes the top of the colour scale
     (default: the map's maximum).
     """
     from PIL import Image
@@ -164,16 +346,14 @@ def save_heatmap(distance_map: np.ndarray, path: str | os.PathLike, vmax: float 
 
 
 def atomic_write_image(image, path: str | os.PathLike) -> None:
-    """Saves a PIL image via a temporary file in the same directory, then renames it."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    fmt = os.path.splitext(path)[1].lstrip(".").upper() or "PNG"
+    """Saves a PIL image crash-safely (see `keras_percept.atomic`); the format follows the extension.
+
+    Example:
+
+    >>> from PIL import Image
+    >>> atomic_write_image(Image.new("RGB", (4, 4)), "/tmp/black.png")
+    """
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").upper() or "PNG"
     fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

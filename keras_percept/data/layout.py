@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
+from PIL import UnidentifiedImageError
 
 from keras_percept.data.bad_data import ErrorPolicy, SkippedItem, check_on_error
+from keras_percept.images import image_shape, load_image
 
 TWO_AFC_SPLITS = ("train", "val")
 BAPPS_2AFC_CATEGORIES = {
@@ -27,7 +29,8 @@ BAPPS_2AFC_CATEGORIES = {
     "val": ("traditional", "cnn", "superres", "deblur", "color", "frameinterp"),
 }
 BAPPS_JND_CATEGORIES = ("traditional", "cnn")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+# What `keras_percept.images.load_image` reads (Pillow), in both the CLI and the pipelines.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 VERIFY = ("full", "header")
 
 _TWO_AFC_DIRS = (("ref", "p0", "p1"), "judge")
@@ -99,7 +102,7 @@ def index_2afc(
             naming the file; `"skip"` leaves bad items out and lists them in
             `skipped`. Defaults to `"raise"`.
         verify: `"full"` decodes every image once with the pipeline's own
-            decoder; `"header"` only reads image headers (fast, but a
+            decoder (`keras_percept.images.load_image`); `"header"` only reads image headers (fast, but a
             truncated image then fails later, inside the pipeline).
             Defaults to `"full"`.
         image_size: required side length of the stored images; `None`
@@ -274,23 +277,17 @@ def _image_shapes(paths: list[str], verify: str) -> dict[str, tuple[int, ...] | 
 
 
 def _decoded_shape(path: str) -> tuple[int, ...] | str:
-    import tensorflow as tf
-
     try:
-        return tuple(tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False).shape)
-    except (tf.errors.OpError, ValueError) as err:
-        return str(getattr(err, "message", err)).splitlines()[0]
+        return load_image(path).shape
+    except (OSError, ValueError) as err:
+        return str(err).splitlines()[0]
 
 
 def _header_shape(path: str) -> tuple[int, ...] | str:
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        return image_shape(path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         return str(err)
-    return (height, width, 3)
 
 
 def _most_common(sizes: list[tuple[int, int]]) -> tuple[int, int] | None:

@@ -40,8 +40,9 @@ import tensorflow as tf
 
 from keras_percept.data.augment import TripletAugmentation, crop_and_flip
 from keras_percept.data.bad_data import BadDataError, ErrorPolicy, warn_skipped
+from keras_percept.data.epochs import epoch_order, item_seeds, over_epochs
 from keras_percept.data.layout import _image_shapes
-from keras_percept.data.reader import VALUE_RANGES, _check_positive_int
+from keras_percept.data.reader import VALUE_RANGES, _check_positive_int, decode_file
 
 LAYOUTS = ("auto", "koniq", "generic")
 KONIQ_FILENAME, KONIQ_DEFAULT_MOS = "image_name", "MOS_zscore"
@@ -258,6 +259,10 @@ def mos_patch_dataset(
     seed: int = 0,
     input_range: str = "[-1,1]",
     prefetch: bool = True,
+    drop_remainder: bool = False,
+    epochs: int | None = None,
+    first_epoch: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Square patches of the table's images with their image's MOS, as a batched `tf.data.Dataset`.
 
@@ -269,7 +274,9 @@ def mos_patch_dataset(
     - `training=True`: every epoch, `patches_per_image` random crops per
       image, each flipped left-right with probability 0.5, all patches of
       all images shuffled together (the image list is repeated
-      `patches_per_image` times, as HyperIQA does).
+      `patches_per_image` times, as HyperIQA does). Epoch `e`'s order and
+      crops are a pure function of `(seed, e)` (`keras_percept.data.epochs`),
+      so a resumed run sees what the uninterrupted one saw.
     - `training=False`: `patches_per_image` crops per image at fixed
       positions drawn from `seed` and the image's index (the same every
       epoch and run), no flip, not shuffled: image i's patches are elements
@@ -290,6 +297,15 @@ def mos_patch_dataset(
         seed: seed of the crops, flips and shuffling. Defaults to `0`.
         input_range: `"[-1,1]"` or `"[0,1]"`. Defaults to `"[-1,1]"`.
         prefetch: prefetch batches in the background. Defaults to `True`.
+        drop_remainder: drop a last, smaller batch of each epoch. Defaults to `False`.
+        epochs: with `training=True`: `None` for one pass (epoch 0's order
+            and crops); an int for the batches of epochs
+            `first_epoch ... epochs - 1` in one dataset, for
+            `fit(ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=...)`.
+            Defaults to `None`.
+        first_epoch: the first epoch of the dataset (with `epochs`). Defaults to `0`.
+        steps_per_epoch: batches per epoch (with `training=True`); `None` for
+            one pass per epoch. Defaults to `None`.
 
     Example:
 
@@ -307,16 +323,15 @@ def mos_patch_dataset(
         raise ValueError("Argument `table` is empty: no images to cut patches from.")
     _check_sizes(table, patch_size)
 
+    if epochs is not None and not training:
+        raise ValueError(f"Argument `epochs` needs `training=True` (fixed patches are the same every epoch). "
+                         f"Received: epochs={epochs!r}")
+    if steps_per_epoch is not None:
+        _check_positive_int("steps_per_epoch", steps_per_epoch)
     n, per_image = len(table), patches_per_image
-    images = np.repeat(np.arange(n, dtype=np.int64), per_image)
-    slots = np.tile(np.arange(per_image, dtype=np.int64), n)
-    ds = tf.data.Dataset.from_tensor_slices((images, slots))
-    if training:
-        ds = ds.shuffle(n * per_image, seed=seed, reshuffle_each_iteration=True)
-        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, draws)).map(lambda index, draw: (index[0], draw))
-    else:
-        ds = ds.map(lambda i, k: (i, tf.stack([tf.constant(seed, tf.int64), i * per_image + k])))
+    total = n * per_image
+    items = steps_per_epoch * batch_size if training and steps_per_epoch else total
+    batches = steps_per_epoch or (items // batch_size if drop_remainder else -(-items // batch_size))
 
     paths = tf.constant(table.paths)
     refs = tf.constant(table.ref_paths) if table.full_reference else None
@@ -329,7 +344,17 @@ def mos_patch_dataset(
         patches = tuple(low + (1.0 - low) * p for p in crop_and_flip(pictures, crop_seed, augmentation))
         return (patches[0] if refs is None else patches), mos[i]
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+    def one_epoch(epoch):
+        # Patch j is image j // per_image; fixed patches keep the order and their seeds, [seed, j].
+        order = epoch_order(total, seed=seed, epoch=epoch, items=items, shuffle=training)
+        ds = tf.data.Dataset.from_tensor_slices((order // per_image, item_seeds(seed, epoch, items)))
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    if epochs is None:
+        ds = one_epoch(tf.constant(0, tf.int64))
+    else:
+        ds = over_epochs(one_epoch, first_epoch=first_epoch, epochs=epochs, batches_per_epoch=batches)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
@@ -360,6 +385,7 @@ def embedded_mos(
     n_images: int | None = None,
     raters: int = 20,
     seed: int = 0,
+    judge: str = "observer",
 ) -> MOSTable:
     """SIMULATED MOS for the distorted images of the embedded real-photo dataset (NOT human ratings).
 
@@ -387,6 +413,11 @@ def embedded_mos(
             1,600 (train) / 600 (val), or all if fewer. Defaults to `None`.
         raters: simulated raters per image. Defaults to `20`.
         seed: seed of the ratings and of the subset. Defaults to `0`.
+        judge: the judge of the default dataset built for `root=None`:
+            `"observer"` (5-point ratings from the simulated observer) or
+            `"cvvdp"` (ratings around each patch's ColorVideoVDP JOD, see
+            `keras_percept.data.embedded.cvvdp_judge`). A given `root` is
+            rated by the judge it was built with. Defaults to `"observer"`.
 
     Example:
 
@@ -401,7 +432,7 @@ def embedded_mos(
         raise ValueError(f"Argument `split` must be one of {tuple(EMBEDDED_DEFAULT_IMAGES)}. Received: split={split!r}")
     if n_images is not None:
         _check_positive_int("n_images", n_images)
-    root = embedded.build() if root is None else os.fspath(root)
+    root = embedded.build(judge=judge) if root is None else os.fspath(root)
     table = read_mos_csv(write_mos_csv(root, split, raters=raters, seed=seed), root, layout="generic")
     if n_images is None:
         n_images = min(EMBEDDED_DEFAULT_IMAGES[split], len(table))
@@ -532,6 +563,5 @@ def _check_sizes(table: MOSTable, patch_size: int) -> None:
 
 
 def _decode(path: tf.Tensor) -> tf.Tensor:
-    """One image file as float32 RGB in [0, 1], `(H, W, 3)`."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return tf.image.convert_image_dtype(image, tf.float32)
+    """One image file as float32 RGB in [0, 1], `(H, W, 3)`, as the CLI reads it (see `decode_file`)."""
+    return decode_file(path)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from keras_percept.data.augment import TripletAugmentation, crop_and_flip, mixup, smooth_labels
 from keras_percept.data.bad_data import warn_skipped
+from keras_percept.data.epochs import epoch_order, item_seeds, over_epochs
 from keras_percept.data.layout import ItemIndex, index_2afc, index_jnd
+from keras_percept.images import load_image
 
 VALUE_RANGES = ("[-1,1]", "[0,1]")
 
@@ -37,6 +40,9 @@ def load_2afc(
     on_error: str = "raise",
     verify: str = "full",
     image_size: int | None = None,
+    epochs: int | None = None,
+    first_epoch: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """2AFC triplets of a BAPPS-layout folder as batches `((ref, p0, p1), judge)`.
 
@@ -51,7 +57,7 @@ def load_2afc(
         patch_size: side length of the returned images. Defaults to `64`.
         batch_size: items per batch. Defaults to `50` (the reference's).
         value_range: `"[-1,1]"` or `"[0,1]"`. Defaults to `"[-1,1]"`.
-        shuffle: reshuffle the items every epoch. Defaults to `False`.
+        shuffle: shuffle the items, in an order drawn from `(seed, epoch)`. Defaults to `False`.
         seed: seed for shuffling and augmentation. Defaults to `0`.
         augment: a `TripletAugmentation`, or `None` for none. Defaults to `None`.
         drop_remainder: drop a last, smaller batch. Defaults to `False`.
@@ -60,6 +66,16 @@ def load_2afc(
             Defaults to `"raise"`.
         verify: `"full"` or `"header"`; see `index_2afc`. Defaults to `"full"`.
         image_size: required stored image size; see `index_2afc`. Defaults to `None`.
+        epochs: `None` for one pass (epoch 0's order and draws, the same at
+            every iteration); an int for the batches of epochs
+            `first_epoch ... epochs - 1` in one dataset, each epoch's order
+            and augmentation a pure function of `(seed, epoch)` (see
+            `keras_percept.data.epochs`), for
+            `fit(ds, epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=...)`:
+            a resumed run sees what the uninterrupted one saw. Defaults to `None`.
+        first_epoch: the first epoch of the dataset (with `epochs`). Defaults to `0`.
+        steps_per_epoch: batches per epoch (passes chain when longer than the
+            data); `None` for one pass per epoch. Defaults to `None`.
 
     Example:
 
@@ -72,7 +88,8 @@ def load_2afc(
     warn_skipped(index.skipped, len(index) + len(index.skipped), os.path.join(os.fspath(root), "2afc", split))
     return dataset_from_index(
         index, patch_size=patch_size, batch_size=batch_size, value_range=value_range, shuffle=shuffle,
-        seed=seed, augment=augment, drop_remainder=drop_remainder, prefetch=prefetch,
+        seed=seed, augment=augment, drop_remainder=drop_remainder, prefetch=prefetch, epochs=epochs,
+        first_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
     )
 
 
@@ -140,6 +157,9 @@ def dataset_from_index(
     augment: TripletAugmentation | None = None,
     drop_remainder: bool = False,
     prefetch: bool = True,
+    epochs: int | None = None,
+    first_epoch: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """The `tf.data` pipeline over a checked `ItemIndex`; arguments as in `load_2afc`.
 
@@ -159,38 +179,68 @@ def dataset_from_index(
     if len(index) == 0:
         raise ValueError(f"No usable items in {index.root!r} (split {index.split!r}); nothing to load.")
 
-    paths = tuple(index.paths[d] for d in index.image_dirs)
-    ds = tf.data.Dataset.from_tensor_slices((paths, index.labels))
-    if shuffle:
-        ds = ds.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
+    if steps_per_epoch is not None:
+        _check_positive_int("steps_per_epoch", steps_per_epoch)
+    n = len(index)
+    items = steps_per_epoch * batch_size if steps_per_epoch else n
+    batches = steps_per_epoch or (n // batch_size if drop_remainder else -(-n // batch_size))
+    paths = tuple(tf.constant(index.paths[d]) for d in index.image_dirs)
+    labels = tf.constant(index.labels)
 
-    def decode(files, label):
-        return tuple(_decode(f, patch_size) for f in files), label
+    def load(i, item_seed):
+        images = tuple(_decode(tf.gather(p, i), patch_size) for p in paths)
+        if augment.per_item:
+            images = crop_and_flip(images, item_seed, augment)
+        return images, tf.gather(labels, i)
 
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if augment.per_item:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda item, s: (crop_and_flip(item[0], s, augment), item[1]),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-        )
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if augment.mixup_alpha > 0:
-        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda batch, s: mixup(batch[0], batch[1], s, augment.mixup_alpha)
-        )
-    if augment.label_smoothing > 0:
-        ds = ds.map(lambda images, label: (images, smooth_labels(label, augment.label_smoothing)))
-    if value_range == "[-1,1]":
-        ds = ds.map(lambda images, label: (tuple(2.0 * x - 1.0 for x in images), label))
+    def one_epoch(epoch):
+        order = epoch_order(n, seed=seed, epoch=epoch, items=items, shuffle=shuffle)
+        ds = tf.data.Dataset.from_tensor_slices((order, item_seeds(seed, epoch, items)))
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if augment.mixup_alpha > 0:
+            batch_seeds = tf.data.Dataset.from_tensor_slices(item_seeds(seed + 1, epoch, batches))
+            ds = tf.data.Dataset.zip((ds, batch_seeds)).map(
+                lambda batch, s: mixup(batch[0], batch[1], s, augment.mixup_alpha))
+        if augment.label_smoothing > 0:
+            ds = ds.map(lambda images, label: (images, smooth_labels(label, augment.label_smoothing)))
+        if value_range == "[-1,1]":
+            ds = ds.map(lambda images, label: (tuple(2.0 * x - 1.0 for x in images), label))
+        return ds
+
+    if epochs is None:
+        ds = one_epoch(tf.constant(0, tf.int64))
+    else:
+        ds = over_epochs(one_epoch, first_epoch=first_epoch, epochs=epochs, batches_per_epoch=batches)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def decode_file(path: tf.Tensor) -> tf.Tensor:
+    """One image file as float32 RGB in [0, 1], `(H, W, 3)`, inside a `tf.data` pipeline.
+
+    The pixels are those of `keras_percept.images.load_image` (the CLI's reader), run through
+    `tf.numpy_function`: `tf.io.decode_image` ignores EXIF orientation, reduces 16-bit colour
+    to 8 bits in most formats, drops ICC profiles and cannot read TIFF or CMYK, so the
+    pipelines and the CLI would otherwise see different images in the same file.
+
+    Example:
+
+    >>> image = decode_file(tf.constant("photo.jpg"))  # doctest: +SKIP
+    >>> image.dtype, image.shape[-1]  # doctest: +SKIP
+    (tf.float32, 3)
+    """
+    image = tf.numpy_function(_load_image_bytes_path, [path], tf.float32, stateful=False)
+    image.set_shape((None, None, 3))
+    return image
+
+
+def _load_image_bytes_path(path: np.ndarray) -> np.ndarray:
+    return load_image(os.fsdecode(np.asarray(path).item()))
 
 
 def _decode(path: tf.Tensor, patch_size: int) -> tf.Tensor:
     """Reads one image as float32 RGB in [0, 1], resized to `patch_size` if its size differs."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = decode_file(path)
     same_size = tf.reduce_all(tf.shape(image)[:2] == patch_size)
     image = tf.cond(
         same_size,
