@@ -40,6 +40,7 @@ from keras_percept.data.reader import (
     load_2afc,
     load_2afc_by_category,
     load_jnd,
+    load_jnd_by_category,
 )
 
 
@@ -68,5 +69,5 @@ __all__ = [
     "BAPPS_2AFC_CATEGORIES", "BAPPS_ARCHIVES", "BAPPS_JND_CATEGORIES", "BadDataError", "ItemIndex", "MOSTable",
     "SkippedItem", "TripletAugmentation", "VALUE_RANGES", "average_over_patches", "dataset_from_index",
     "download_bapps", "embedded", "embedded_mos", "index_2afc", "index_jnd", "load_2afc", "load_2afc_by_category",
-    "load_jnd", "mos_patch_dataset", "read_mos_csv", "register_tfds_builder", "split_by_image",
+    "load_jnd", "load_jnd_by_category", "mos_patch_dataset", "read_mos_csv", "register_tfds_builder", "split_by_image",
 ]

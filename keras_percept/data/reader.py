@@ -146,6 +146,34 @@ def load_jnd(
     return dataset_from_index(index, patch_size=patch_size, batch_size=batch_size, value_range=value_range)
 
 
+def load_jnd_by_category(
+    root: str | os.PathLike,
+    categories: Sequence[str] | None = None,
+    *,
+    patch_size: int = 64,
+    batch_size: int = 50,
+    value_range: str = "[-1,1]",
+    on_error: str = "raise",
+    verify: str = "full",
+    image_size: int | None = None,
+) -> dict[str, tf.data.Dataset]:
+    """One JND pipeline per category (JND mAP is reported per category); arguments as in `load_jnd`.
+
+    Example:
+
+    >>> sorted(load_jnd_by_category("dataset"))  # doctest: +SKIP
+    ['cnn', 'traditional']
+    """
+    index = index_jnd(root, categories, on_error=on_error, verify=verify, image_size=image_size)
+    warn_skipped(index.skipped, len(index) + len(index.skipped), os.path.join(os.fspath(root), "jnd", "val"))
+    return {
+        category: dataset_from_index(
+            index.select(category), patch_size=patch_size, batch_size=batch_size, value_range=value_range
+        )
+        for category in index.category_names
+    }
+
+
 def dataset_from_index(
     index: ItemIndex,
     *,

@@ -100,7 +100,7 @@ def run_evaluate(args) -> None:
     import keras
 
     import keras_percept  # noqa: F401  (registers the layers for load_model)
-    from keras_percept.data import load_2afc_by_category, load_jnd
+    from keras_percept.data import load_2afc_by_category, load_jnd_by_category
     from keras_percept.metrics.comparison import compare_paired
     from keras_percept.training.evaluation import (
         classical_distances,
@@ -126,12 +126,13 @@ def run_evaluate(args) -> None:
     val = load_2afc_by_category(root, "val", batch_size=args.batch_size)
     table = evaluate_2afc(fns, val)
     comparison = compare_paired(per_triplet_scores(fns["lpips"], val), per_triplet_scores(fns[against], val))
-    jnd = evaluate_jnd(fns, load_jnd(root, batch_size=args.batch_size)) if os.path.isdir(
+    jnd = evaluate_jnd(fns, load_jnd_by_category(root, batch_size=args.batch_size)) if os.path.isdir(
         os.path.join(root, "jnd")) else {}
     print("held-out 2AFC (%):")
     print(format_table(table))
     if jnd:
-        print("JND mAP (%): " + ", ".join(f"{k} {100 * v:.2f}" for k, v in jnd.items()))
+        print("JND mAP per category (%):")
+        print(format_table(jnd))
     print(comparison.describe("lpips", args.against))
     if args.track or os.environ.get("MLFLOW_RUN_ID"):
         _log_evaluation(args, table, jnd, comparison)
@@ -148,7 +149,7 @@ def _evaluation_root(dataset: str) -> str:
 
 
 def _log_evaluation(args, table, jnd, comparison) -> None:
-    from keras_percept.training.evaluation import format_table
+    from keras_percept.training.evaluation import format_table, jnd_metric_names
     from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow
 
     mlflow = import_mlflow()
@@ -157,8 +158,11 @@ def _log_evaluation(args, table, jnd, comparison) -> None:
         mlflow.log_params({"model": args.model, "dataset": args.dataset, "against": args.against})
         for name, row in table.items():
             mlflow.log_metrics({f"val2afc_{name}_{cat}": score for cat, score in row.items()})
-        mlflow.log_metrics({f"jnd_map_{name}": v for name, v in jnd.items()})
+        for name, row in jnd.items():
+            mlflow.log_metrics(jnd_metric_names(name, row))
         mlflow.log_metrics({"diff_vs_against": comparison.difference, "diff_ci_low": comparison.ci_difference[0],
                             "diff_ci_high": comparison.ci_difference[1], "paired_p_value": comparison.p_value})
         mlflow.log_text(format_table(table) + "\n" + comparison.describe("lpips", args.against),
                         "evaluation/2afc_table.txt")
+        if jnd:
+            mlflow.log_text(format_table(jnd), "evaluation/jnd_table.txt")

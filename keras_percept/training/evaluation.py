@@ -6,6 +6,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from keras_percept.metrics.twoafc import jnd_map
+
 
 def distances_2afc(distance_fn: Callable, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs `distance_fn(x0, x1) -> (N,)` over a `((ref, p0, p1), judge)` dataset; returns d0, d1, h."""
@@ -68,15 +70,54 @@ def per_triplet_scores(distance_fn: Callable, datasets: Mapping[str, object]) ->
                            for ds in datasets.values()])
 
 
-def evaluate_jnd(distance_fns: Mapping[str, Callable], dataset) -> dict[str, float]:
-    """JND mAP of each named distance on a `((p0, p1), same)` dataset."""
-    from keras_percept.metrics.twoafc import jnd_map
+def distances_jnd(distance_fn: Callable, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Runs `distance_fn(p0, p1) -> (N,)` over a `((p0, p1), same)` dataset; returns distances, same."""
+    d, same = [], []
+    for (p0, p1), s in dataset.as_numpy_iterator():
+        d.append(np.asarray(distance_fn(p0, p1)).reshape(-1))
+        same.append(np.asarray(s).reshape(-1))
+    return np.concatenate(d), np.concatenate(same)
 
-    out = {}
+
+def evaluate_jnd(distance_fns: Mapping[str, Callable], datasets: Mapping[str, object]) -> dict[str, dict[str, float]]:
+    """JND mAP of each named distance on each JND category, plus their mean (`"mean"`).
+
+    As the reference and the paper report it: average precision is computed within a
+    category (`traditional`, `cnn`), never over the pooled pairs, whose ranking mixes
+    the categories' distance scales.
+
+    Args:
+        distance_fns: `{name: distance_fn(p0, p1) -> (N,)}`.
+        datasets: `{category: ((p0, p1), same) dataset}`, e.g. from `load_jnd_by_category`.
+
+    Returns:
+        `{distance name: {category: mAP, ..., "mean": mean over categories}}`.
+
+    Example:
+
+    >>> from keras_percept.data import load_jnd_by_category
+    >>> table = evaluate_jnd(classical_distances(), load_jnd_by_category("dataset"))  # doctest: +SKIP
+    >>> sorted(table["l2"])  # doctest: +SKIP
+    ['cnn', 'mean', 'traditional']
+    """
+    table: dict[str, dict[str, float]] = {}
     for name, fn in distance_fns.items():
-        d, same = [], []
-        for (p0, p1), s in dataset.as_numpy_iterator():
-            d.append(np.asarray(fn(p0, p1)).reshape(-1))
-            same.append(np.asarray(s).reshape(-1))
-        out[name] = float(jnd_map(np.concatenate(d), np.concatenate(same)))
-    return out
+        row = {category: float(jnd_map(*distances_jnd(fn, ds))) for category, ds in datasets.items()}
+        row["mean"] = float(np.mean([row[c] for c in datasets]))
+        table[name] = row
+    return table
+
+
+def jnd_metric_names(name: str, row: Mapping[str, float]) -> dict[str, float]:
+    """MLflow names of one distance's JND row: `jnd_map_<category>` and `jnd_map_mean` for the
+    evaluated metric (`name="lpips"`), `jnd_map_<name>_<category>` for the others.
+
+    Example:
+
+    >>> jnd_metric_names("lpips", {"cnn": 0.5, "mean": 0.5})
+    {'jnd_map_cnn': 0.5, 'jnd_map_mean': 0.5}
+    >>> jnd_metric_names("l2", {"cnn": 0.4, "mean": 0.4})
+    {'jnd_map_l2_cnn': 0.4, 'jnd_map_l2_mean': 0.4}
+    """
+    prefix = "jnd_map" if name == "lpips" else f"jnd_map_{name}"
+    return {f"{prefix}_{category}": float(value) for category, value in row.items()}

@@ -439,7 +439,7 @@ def test_evaluate_command_prints_tables_and_a_paired_comparison(tiny_root, tmp_p
     save_model_atomic(metric, path)
     assert main(["evaluate", "--model", path, "--dataset", tiny_root, "--against", "ssim"]) == 0
     out = capsys.readouterr().out
-    assert "held-out 2AFC (%):" in out and "JND mAP (%): lpips" in out
+    assert "held-out 2AFC (%):" in out and "JND mAP per category (%):" in out
     assert re.search(r"lpips [\d.]+ \[[\d.]+, [\d.]+\] vs ssim [\d.]+ .* paired p = [\d.]+", out), out
     assert main(["evaluate", "--model", path, "--dataset", tiny_root, "--against", "mse"]) == 2
     assert "--against must be l2, ssim, psnr or a .keras file. Received: 'mse'" in capsys.readouterr().err
