@@ -26,6 +26,7 @@ import contextlib
 import os
 import shutil
 import socket
+import warnings
 from collections.abc import Iterator
 from typing import IO
 
@@ -36,11 +37,21 @@ def _host() -> str:
     return socket.gethostname().replace(os.sep, "_").replace("-", "_") or "host"
 
 
-def temporary_name(path: str | os.PathLike) -> str:
-    """The temporary sibling `.<name>.tmp-<host>-<pid>` that this process writes `path` through."""
+def temporary_name(path: str | os.PathLike, *, keep_extension: bool = False) -> str:
+    """The temporary sibling `.<name>.tmp-<host>-<pid>[<ext>]` that this process writes `path` through.
+
+    `keep_extension=True` ends the name with `path`'s extension, for writers that choose the
+    format by it (`model.save` requires `.keras`).
+
+    Example:
+
+    >>> os.path.basename(temporary_name("/runs/metric.keras", keep_extension=True)).endswith(".keras")
+    True
+    """
     path = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}{_MARK}{_host()}-{os.getpid()}")
+    extension = os.path.splitext(name)[1] if keep_extension else ""
+    return os.path.join(directory, f".{name}{_MARK}{_host()}-{os.getpid()}{extension}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -72,7 +83,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
     for entry in entries:
         if not entry.startswith(prefix):
             continue
-        pid = entry[len(prefix):]
+        pid = entry[len(prefix):].split(".", 1)[0]  # after the PID: an extension kept for the writer
         if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
             continue
         stale = os.path.join(directory, entry)
@@ -103,11 +114,13 @@ def _fsync_dir(directory: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, *, is_dir: bool = False, keep_extension: bool = False) -> Iterator[str]:
     """Yields a temporary path to write; on success it replaces `path`, on error it is deleted.
 
     With `is_dir=True` the temporary is a fresh empty folder and replaces `path` as a whole
     (an existing empty folder at `path` is replaced; a non-empty one raises `OSError`).
+    `keep_extension`: see `temporary_name`. Temporaries that killed writers left are removed
+    first, with a warning naming them (the output is then rebuilt by this write).
 
     Example:
 
@@ -121,8 +134,13 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[st
     """
     path = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = temporary_name(path)
+    removed = remove_stale_temporaries(path)
+    if removed:
+        warnings.warn(
+            f"Removed {len(removed)} temporary file(s) that a killed writer of {path!r} left "
+            f"({', '.join(os.path.basename(r) for r in removed)}); writing it again.", stacklevel=3,
+        )
+    tmp = temporary_name(path, keep_extension=keep_extension)
     _discard(tmp)
     if is_dir:
         os.makedirs(tmp)

@@ -23,6 +23,8 @@ import shutil
 
 import keras
 
+from keras_percept.atomic import atomic_path
+
 SIGNATURE_KEY = "serving_default"
 ENDPOINT = "serve"
 EXPORT_BACKENDS = ("tensorflow", "jax")
@@ -93,20 +95,17 @@ def export_saved_model(
         raise FileExistsError(f"Export path {path!r} exists and is not empty; pass overwrite=True to replace it.")
 
     archive = _archive(model, image_shape)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{os.path.basename(os.path.abspath(path))}")
-    try:
+    with atomic_path(path) as tmp:
         archive.write_out(tmp, verbose=False)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
+        _remove(path)  # os.replace cannot replace a non-empty folder; the new export is complete already
     return path
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 def _archive(model, image_shape):

@@ -18,6 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
+from keras_percept.atomic import atomic_path
 from keras_percept.convert.download import OfflineError, fetch, torchvision_hash_prefix
 from keras_percept.convert.efficientnet import (
     efficientnet_lite0_layer_weights,
@@ -138,19 +139,17 @@ def convert_lpips(
 
 
 def save_model_atomic(model, path: str | os.PathLike) -> None:
-    """Saves `model` as `.keras` through a temporary file, so no half-written file is left."""
+    """Saves `model` as `.keras` crash-safely: a kill leaves the old file or none (`keras_percept.atomic`).
+
+    Example:
+
+    >>> save_model_atomic(keras_percept.models.LPIPS(net="squeeze"), "/tmp/m.keras")  # doctest: +SKIP
+    """
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise ValueError(f"Model files must end in '.keras'. Received: {path!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    with atomic_path(path, keep_extension=True) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def pretrained_lpips(net: str = "alex", version: str = "0.1", **lpips_kwargs):

@@ -7,6 +7,7 @@ import os
 import urllib.error
 import urllib.request
 
+from keras_percept.atomic import atomic_path
 from keras_percept.paths import cache_dir
 
 
@@ -47,22 +48,18 @@ def fetch(url: str, *, sha256_prefix: str | None = None, subdir: str = "weights"
     if os.path.isfile(target):
         _verify(target, sha256_prefix, url)
         return target
-    tmp = f"{target}.part-{os.getpid()}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        _verify(tmp, sha256_prefix, url)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+            _verify(tmp, sha256_prefix, url)
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
         raise OfflineError(
             f"Could not download {url} ({getattr(err, 'reason', err)}). This machine seems to be offline "
             f"or the server is unreachable. Download the file on a machine with internet access and copy "
             f"it to {target} (or pass its path instead of 'imagenet'/'official')."
         ) from err
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return target
 
 

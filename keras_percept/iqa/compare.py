@@ -21,6 +21,7 @@ import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
+from keras_percept.atomic import atomic_path
 from keras_percept.iqa.config import LOSS_TYPES, load_iqa_config, read_config_file
 from keras_percept.training.trainer import mean_and_spread
 
@@ -279,6 +280,7 @@ def plot_comparison(comparison: Comparison, path: str) -> None:
     ax.set_title(f"IQA loss comparison (mean ± std over {len(comparison.seeds)} seed(s))")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path, keep_extension=True) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 

@@ -77,7 +77,9 @@ class Observer:
             if rng.random() < self.lapse:
                 votes.append(rng.random() < 0.5)
                 continue
-            sensitivity = {f: np.exp(rng.normal(0, self.family_spread)) for f in {d0[0], d1[0]}}
+            # dict.fromkeys, not a set: a set's order (and so which family gets which draw) follows
+            # PYTHONHASHSEED, which made the labels differ between processes.
+            sensitivity = {f: np.exp(rng.normal(0, self.family_spread)) for f in dict.fromkeys((d0[0], d1[0]))}
             seen0 = q0 * sensitivity[d0[0]] + rng.normal(0, self.noise)
             seen1 = q1 * sensitivity[d1[0]] + rng.normal(0, self.noise)
             votes.append(seen1 < seen0)
