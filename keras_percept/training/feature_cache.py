@@ -32,6 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_percept.atomic import atomic_write
 from keras_percept.models.lpips import LPIPS
 from keras_percept.paths import cache_dir
 
@@ -115,9 +116,8 @@ def channel_means_2afc(
         "categories": np.asarray(index.categories),
     }
     if cache:
-        tmp = f"{path}.{os.getpid()}.part.npz"
-        np.savez(tmp, **out)
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **out)
     return out
 
 

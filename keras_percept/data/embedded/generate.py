@@ -6,12 +6,12 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import time
 from typing import Sequence
 
 import numpy as np
 
+from keras_percept.atomic import atomic_path
 from keras_percept.data.embedded.distortions import DEFAULT_VAL_FAMILIES, FAMILIES, GROUPS, distort
 from keras_percept.data.embedded.observer import Observer, texture_of
 from keras_percept.data.embedded.photos import DEFAULT_VAL_PHOTOS, PHOTOS, load_photo
@@ -111,17 +111,12 @@ def build(
             f"{root!r} exists and does not hold an embedded dataset built with these arguments; "
             "pass another `root`, or delete the folder."
         )
-    scratch = f"{root}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
     try:
-        _generate(scratch, params, progress)
-        try:
-            os.replace(scratch, root)  # atomic; also replaces an empty folder
-        except OSError:
-            if not _matches(root, params):  # else another process finished the same build first
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with atomic_path(root, is_dir=True) as scratch:  # a killed build leaves no partial dataset
+            _generate(scratch, params, progress)
+    except OSError:
+        if not _matches(root, params):  # else another process finished the same build first
+            raise
     return root
 
 

@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from keras_percept.atomic import atomic_write
 from keras_percept.data.embedded.generate import NOTE, read_manifest, read_metadata
 from keras_percept.data.embedded.observer import Observer, magnitude
 
@@ -96,15 +97,9 @@ def write_mos_csv(root: str | os.PathLike, split: str, *, raters: int = 20, seed
                 "std": f"{ratings.std(ddof=1):.4f}", "ref": f"{folder}/ref/{item['id']}.png",
                 "photo": item["photo"], "family": family, "severity": severity, "texture": item["texture"],
             })
-    scratch = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(scratch, "w", newline="") as f:
-            f.write(f"# SIMULATED MOS, not human ratings. {NOTE}\n")
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(scratch, path)
-    finally:
-        if os.path.exists(scratch):
-            os.remove(scratch)
+    with atomic_write(path, "w", newline="") as f:
+        f.write(f"# SIMULATED MOS, not human ratings. {NOTE}\n")
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     return path
