@@ -3,9 +3,11 @@
     python benchmarks/classical_baselines.py            # default embedded dataset (built once, then cached)
     python benchmarks/classical_baselines.py --quick    # a small validation set, for CI (< 60 s)
     python benchmarks/classical_baselines.py --root DIR # any BAPPS-layout folder, e.g. the real BAPPS
+    python benchmarks/classical_baselines.py --judge cvvdp  # the set labelled by ColorVideoVDP
 
 Rows: each classical distance; "observer model" ranks by the simulated
-observer's noise-free perceived magnitude (embedded set only), and "majority
+observer's noise-free perceived magnitude and "cvvdp JOD" by ColorVideoVDP's
+JOD, whichever judged the set (embedded set only), and "majority
 ceiling" is the score of always siding with the majority, the most any
 metric can reach on these soft labels. Columns: the validation categories
 (distortion groups; "mixed" pairs two groups) and their mean, in percent.
@@ -41,9 +43,9 @@ def score_table(root: str) -> tuple[dict[str, dict[str, float]], dict[str, float
             d1 = np.concatenate([fn(ref, p1, value_range="[0,1]") for (ref, _, p1), _ in batches])
             table[name][category] = two_afc_score(d0, d1, judge)
         table["majority ceiling"][category] = float(np.mean(np.maximum(judge, 1 - judge)))
-    observer = _observer_row(root)
-    if observer:
-        table["observer model"] = observer
+    judge_row = _judge_row(root)
+    if judge_row:
+        table[judge_row[0]] = judge_row[1]
     for row in table.values():
         row["mean"] = float(np.mean(list(row.values())))
 
@@ -58,8 +60,8 @@ def score_table(root: str) -> tuple[dict[str, dict[str, float]], dict[str, float
     return table, jnd
 
 
-def _observer_row(root: str) -> dict[str, float] | None:
-    """2AFC score of the simulated observer's noise-free magnitude (embedded datasets only)."""
+def _judge_row(root: str) -> tuple[str, dict[str, float]] | None:
+    """(name, 2AFC score) of the judge's noise-free ranking: observer magnitude or cvvdp JOD (embedded sets only)."""
     from keras_percept.data import embedded
     from keras_percept.data.embedded.observer import magnitude
     from keras_percept.metrics.twoafc import two_afc_score
@@ -67,13 +69,39 @@ def _observer_row(root: str) -> dict[str, float] | None:
     if not os.path.isfile(os.path.join(root, "metadata", "2afc_val.csv")):
         return None
     rows = embedded.read_metadata(root, "2afc_val")
+    by_cvvdp = "jod0" in rows[0]
     scores = {}
     for category in dict.fromkeys(r["category"] for r in rows):
         mine = [r for r in rows if r["category"] == category]
-        q0 = [magnitude(r["family0"], r["severity0"], r["texture"]) for r in mine]
-        q1 = [magnitude(r["family1"], r["severity1"], r["texture"]) for r in mine]
+        if by_cvvdp:  # 10 - JOD is ColorVideoVDP's distance to the reference
+            q0, q1 = ([10.0 - r[f"jod{k}"] for r in mine] for k in (0, 1))
+        else:
+            q0 = [magnitude(r["family0"], r["severity0"], r["texture"]) for r in mine]
+            q1 = [magnitude(r["family1"], r["severity1"], r["texture"]) for r in mine]
         scores[category] = two_afc_score(q0, q1, [r["label"] for r in mine])
-    return scores
+    return ("cvvdp JOD" if by_cvvdp else "observer model"), scores
+
+
+def iqa_table(root: str, *, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Test SRCC / PLCC of each classical distance (negated: a quality score) on the embedded MOS test split.
+
+    The split is `embedded_mos(root, split="val", seed=seed)`, the test split of
+    `keras-percept iqa compare-losses` (configs/iqa/compare.yaml: n_test null, seed 0).
+    """
+    from PIL import Image
+
+    from keras_percept.data.mos import embedded_mos
+    from keras_percept.metrics.classical import CLASSICAL_DISTANCES
+    from keras_percept.metrics.iqa import iqa_scores
+
+    table = embedded_mos(root, split="val", seed=seed)
+    read = lambda paths: np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]) / 255.0  # noqa: E731
+    images, refs = read(table.paths), read(table.ref_paths)
+    out = {}
+    for name, fn in CLASSICAL_DISTANCES.items():
+        scores = iqa_scores(table.mos, -fn(images, refs, value_range="[0,1]"))
+        out[name] = {"srcc": scores["srcc"], "plcc": scores["plcc"]}
+    return out
 
 
 def format_table(table: dict[str, dict[str, float]]) -> str:
@@ -89,6 +117,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help=f"small validation set {QUICK}")
     parser.add_argument("--root", help="a BAPPS-layout folder instead of the embedded dataset")
     parser.add_argument("--seed", type=int, default=0, help="embedded dataset seed (default 0)")
+    parser.add_argument("--judge", default="observer", choices=("observer", "cvvdp"),
+                        help="who labels the embedded set (default observer)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -97,15 +127,20 @@ def main(argv=None) -> None:
     else:
         from keras_percept.data import embedded
 
-        root = embedded.build(seed=args.seed, **(QUICK if args.quick else {}))
+        root = embedded.build(seed=args.seed, judge=args.judge, **(QUICK if args.quick else {}))
         manifest = embedded.read_manifest(root)
         print(f"embedded dataset {root}\n  counts: {sum(v for k, v in manifest['counts'].items() if '2afc/val' in k)} "
               f"val triplets, {sum(v for k, v in manifest['counts'].items() if k.startswith('jnd'))} JND pairs; "
-              f"generated in {manifest['generation_seconds']} s; labels are simulated, not human judgments")
+              f"generated in {manifest['generation_seconds']} s; judge {manifest.get('judge', 'observer')}; "
+              "labels are simulated, not human judgments")
     table, jnd = score_table(root)
     print(format_table(table))
     if jnd:
         print("JND mAP %   " + "   ".join(f"{name} {100 * v:.1f}" for name, v in jnd.items()))
+    if not args.root:
+        iqa = iqa_table(root)
+        print(f"IQA on the embedded MOS test split ({manifest.get('judge', 'observer')}): "
+              + "   ".join(f"{name} SRCC {v['srcc']:.3f} PLCC {v['plcc']:.3f}" for name, v in iqa.items()))
     print(f"({time.perf_counter() - start:.1f} s)")
 
 

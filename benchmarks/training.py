@@ -2,14 +2,19 @@
 
     python benchmarks/training.py            # full: the shipped configs on the default embedded set
     python benchmarks/training.py --quick    # a few minutes: small data, 1 epoch (CI runs this)
+    python benchmarks/training.py --judge cvvdp   # the set labelled by ColorVideoVDP (pip install cvvdp)
 
 Prints, per paradigm, the wall time and the held-out 2AFC score (%) per
 category on the embedded validation split (held-out photographs and
 distortion families), next to the classical baselines scored by the same
 code; the speed-up of the cached-feature `lin` over `lin` through the
 trunk; the L-BFGS `lin` solve; and a paired bootstrap comparison of `lin`
-against the best classical baseline. Labels are from the simulated
-observer, not from people (see README, "Data").
+against the best classical baseline; then every metric's held-out 2AFC with
+a bootstrap 95 % CI, among them the uncalibrated baseline (the ImageNet
+EfficientNet-Lite0 trunk without linear layers), and paired tests of the
+trained `lin` against it and against SSIM. Labels are from the simulated
+observer (`--judge observer`) or ColorVideoVDP (`--judge cvvdp`), not from
+people (see README, "Data").
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def _config(paradigm: str, quick: bool, out: str, overrides=(), epochs: int | None = None):
+def _config(paradigm: str, quick: bool, out: str, overrides=(), epochs: int | None = None, judge: str = "observer"):
     from keras_percept.training import load_config
 
-    extra = [f"output_dir={out}", *overrides] + ([f"optim.epochs={epochs}"] if epochs else [])
+    extra = [f"output_dir={out}", f"data.judge={judge}", *overrides] + ([f"optim.epochs={epochs}"] if epochs else [])
     if quick:
         extra += ["data.n_train=400", "data.n_val=210", "data.n_jnd=40", "optim.epochs=1"]
         if paradigm != "lin":
@@ -40,6 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small data, 1 epoch (minutes)")
     parser.add_argument("--paradigms", nargs="+", default=["lin", "tune", "scratch"])
     parser.add_argument("--epochs", type=int, default=None, help="override optim.epochs of tune and scratch")
+    parser.add_argument("--judge", default="observer", choices=("observer", "cvvdp"),
+                        help="who labelled the embedded set (default observer)")
     args = parser.parse_args(argv)
 
     from keras_percept.metrics.comparison import compare_paired
@@ -51,7 +58,8 @@ def main(argv=None) -> int:
     out = tempfile.mkdtemp(prefix="kp_bench_")
     rows, results = [], {}
     for paradigm in args.paradigms:
-        config = _config(paradigm, args.quick, out, epochs=None if paradigm == "lin" else args.epochs)
+        config = _config(paradigm, args.quick, out, epochs=None if paradigm == "lin" else args.epochs,
+                         judge=args.judge)
         if paradigm == "lin":
             config = dataclasses.replace(config, tracking_uri=f"sqlite:///{os.path.join(out, 'mlflow.db')}")
         start = time.time()
@@ -67,7 +75,8 @@ def main(argv=None) -> int:
 
     evaluation = next(iter(results.values())).evaluation
     categories = [c for c in evaluation["lpips"] if c != "mean"]
-    print("\nHeld-out 2AFC (%) on the embedded validation split" + (" (quick mode)" if args.quick else ""))
+    print(f"\nHeld-out 2AFC (%) on the embedded validation split, judge {args.judge}"
+          + (" (quick mode)" if args.quick else ""))
     header = f"{'metric':<16}{'wall s':>8}" + "".join(f"{c[:11]:>12}" for c in categories) + f"{'mean':>8}"
     print(header)
     print("-" * len(header))
@@ -78,6 +87,8 @@ def main(argv=None) -> int:
         row = evaluation[name]
         print(f"{name:<16}{'':>8}" + "".join(f"{100 * row[c]:>12.2f}" for c in categories)
               + f"{100 * row['mean']:>8.2f}")
+
+    print_intervals(results, args.judge)  # before the runs below, which write to the same output folder
 
     if "lin" in results:
         lin = results["lin"]
@@ -94,20 +105,44 @@ def main(argv=None) -> int:
         timings = {}
         for cache in (False, True):
             cfg = _config("lin", False, out, [f"feature_cache={str(cache).lower()}", "optim.epochs=2",
-                                              "model.dropout=0.0"])
+                                              "model.dropout=0.0"], judge=args.judge)
             cfg = dataclasses.replace(cfg, data=lin.config.data)
             timer = EpochTimer()
             train(cfg, callbacks=[timer], progress=False, verbose=0)
             timings[cache] = timer.seconds[-1]
         print(f"\nlin, one epoch ({lin.config.data.n_train} triplets): through the trunk {timings[False]:.2f} s, "
               f"from cached means {timings[True]:.2f} s (x{timings[False] / timings[True]:.0f})")
-        cfg = _config("lin", args.quick, out, ["lin_solver=lbfgs", "model.comparison=difference"])
+        cfg = _config("lin", args.quick, out, ["lin_solver=lbfgs", "model.comparison=difference"], judge=args.judge)
         start = time.time()
         solved = train(cfg, progress=False, verbose=0)
         print(f"lin by L-BFGS (difference head): {time.time() - start:.1f} s, "
               f"{int(solved.history['lbfgs_iterations'][0])} iterations, held-out 2AFC "
               f"{100 * solved.evaluation['lpips']['mean']:.2f}")
     return 0
+
+
+def print_intervals(results: dict, judge: str) -> None:
+    """Every metric's held-out 2AFC with a bootstrap 95 % CI; trained `lin` vs the baseline and vs SSIM, paired."""
+    from keras_percept.convert import pretrained_lpips
+    from keras_percept.metrics.comparison import compare_paired
+    from keras_percept.training.evaluation import classical_distances, per_triplet_scores
+    from keras_percept.training.trainer import make_datasets
+
+    first = next(iter(results.values()))
+    _, _, val = make_datasets(first.config, _root(first.config), train=False)
+    baseline = pretrained_lpips("effnet-lite0")
+    distances = {"baseline": lambda a, b: baseline.predict_on_batch((a, b)), **classical_distances()}
+    for paradigm, result in results.items():
+        metric = keras_load(result.metric_path)
+        distances[paradigm] = lambda a, b, m=metric: m.predict_on_batch((a, b))
+    scores = {name: per_triplet_scores(fn, val) for name, fn in distances.items()}
+    print(f"\nHeld-out 2AFC (%), judge {judge}, bootstrap 95 % CI (n = {scores['baseline'].size} triplets)")
+    for name, s in scores.items():
+        c = compare_paired(s, scores["baseline"])
+        print(f"{name:<16}{100 * c.score_a:>8.2f}  [{100 * c.ci_a[0]:.2f}, {100 * c.ci_a[1]:.2f}]")
+    if "lin" in scores:
+        for other in ("baseline", "ssim"):
+            print(compare_paired(scores["lin"], scores[other]).describe("lin", other))
 
 
 def _root(config):

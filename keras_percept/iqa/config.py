@@ -55,7 +55,9 @@ class IQADataConfig:
     (`read_mos_csv` with `image_dir`, `layout`, `mos_column`), split by
     image with `test_fraction`. `seed` picks the split / subset / simulated
     ratings; it is the same for every training seed, so repeats differ only
-    in initialisation, shuffling and crops.
+    in initialisation, shuffling and crops. `judge` rates the embedded set:
+    "observer" (simulated 5-point ratings) or "cvvdp" (ratings around each
+    patch's ColorVideoVDP JOD; `pip install cvvdp`).
 
     `val_fraction` of the training images is held out as the validation
     split, which alone drives model selection (per-epoch `val_*` metrics,
@@ -73,6 +75,7 @@ class IQADataConfig:
     """
 
     dataset: str = "embedded"
+    judge: str = "observer"
     image_dir: str | None = None
     layout: str = "auto"
     mos_column: str | None = None
@@ -211,6 +214,8 @@ class IQAConfig:
         if d.dataset != "embedded" and not os.path.isfile(d.dataset):
             raise ValueError(f"`data.dataset` must be 'embedded' or a MOS CSV file. Received: {d.dataset!r} "
                              "(not a file)")
+        if d.judge not in ("observer", "cvvdp"):
+            raise ValueError(f"`data.judge` must be one of ('observer', 'cvvdp'). Received: {d.judge!r}")
         if d.dataset == "embedded" and d.patch_size > 64:
             raise ValueError("`data.patch_size` must be <= 64 for the embedded dataset (its images are 64 x 64). "
                              f"Received: {d.patch_size}")

@@ -97,9 +97,9 @@ def load_tables(config: IQAConfig):
 
     d = config.data
     if d.dataset == "embedded":
-        train = embedded_mos(split="train", n_images=d.n_train, seed=d.seed)
-        test = embedded_mos(split="val", n_images=d.n_test, seed=d.seed)
-        groups = embedded_photos(train, seed=d.seed)
+        train = embedded_mos(split="train", n_images=d.n_train, seed=d.seed, judge=d.judge)
+        test = embedded_mos(split="val", n_images=d.n_test, seed=d.seed, judge=d.judge)
+        groups = embedded_photos(train, seed=d.seed, judge=d.judge)
     else:
         table = read_mos_csv(d.dataset, d.image_dir, layout=d.layout, mos_column=d.mos_column)
         train, test = split_by_image(table, test_fraction=d.test_fraction, seed=d.seed)
@@ -116,12 +116,12 @@ def load_tables(config: IQAConfig):
     return train, val, test
 
 
-def embedded_photos(table, *, seed: int = 0) -> list[str]:
+def embedded_photos(table, *, seed: int = 0, judge: str = "observer") -> list[str]:
     """The source photograph of each row of an `embedded_mos(split="train", seed=seed)` table (the CSV's `photo` column)."""
     from keras_percept.data import embedded
     from keras_percept.data.embedded.ratings import write_mos_csv
 
-    root = embedded.build()
+    root = embedded.build(judge=judge)
     with open(write_mos_csv(root, "train", seed=seed), newline="") as f:
         rows = csv.DictReader(line for line in f if not line.startswith("#"))
         photo = {os.path.abspath(os.path.join(root, row["filename"])): row["photo"] for row in rows}

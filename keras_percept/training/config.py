@@ -46,9 +46,13 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where triplets come from. `dataset`: "embedded" (built offline) or a BAPPS root folder."""
+    """Where triplets come from. `dataset`: "embedded" (built offline) or a BAPPS root folder.
+
+    `judge` labels the embedded set: "observer" (simulated) or "cvvdp" (ColorVideoVDP, `pip install cvvdp`).
+    """
 
     dataset: str = "embedded"
+    judge: str = "observer"
     train_categories: list[str] | None = None
     val_categories: list[str] | None = None
     patch_size: int = 64
@@ -152,6 +156,8 @@ class TrainConfig:
             _positive_int("steps_per_epoch", self.steps_per_epoch)
         _in_range("model.dropout", self.model.dropout, 0.0, 1.0, high_open=True)
         _in_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
+        if self.data.judge not in ("observer", "cvvdp"):
+            raise ValueError(f"`data.judge` must be one of ('observer', 'cvvdp'). Received: {self.data.judge!r}")
         _in_range("data.mixup_alpha", self.data.mixup_alpha, 0.0, None)
         _in_range("optim.weight_decay", self.optim.weight_decay, 0.0, None)
         if isinstance(self.optim.trunk_lr_factor, bool) or not isinstance(self.optim.trunk_lr_factor, (int, float)) \

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from keras_percept.atomic import atomic_path
+from keras_percept.data.embedded import cvvdp_judge
 from keras_percept.data.embedded.distortions import DEFAULT_VAL_FAMILIES, FAMILIES, GROUPS, distort
 from keras_percept.data.embedded.observer import Observer, texture_of
 from keras_percept.data.embedded.photos import DEFAULT_VAL_PHOTOS, PHOTOS, load_photo
@@ -21,6 +22,9 @@ GENERATOR_VERSION = 1
 MIXED = "mixed"
 NOTE = ("Labels of this dataset come from a simulated observer (keras_percept.data.embedded.observer), "
         "not from human judgments.")
+CVVDP_NOTE = ("Labels of this dataset come from ColorVideoVDP (keras_percept.data.embedded.cvvdp_judge), a model "
+              "of human vision calibrated on human experiments, with simulated judges drawn from its JOD scale; "
+              "not from human judgments.")
 _MIN_PATCH_STD = 0.04  # reject nearly flat patches (dark sky of the Hubble and retina photographs)
 _JND_IDENTICAL = 0.1  # fraction of JND pairs that are identical
 _JND_MAX_SEVERITY = 0.5
@@ -44,6 +48,7 @@ def build(
     observer_family_spread: float = 0.3,
     observer_lapse: float = 0.05,
     jnd_threshold: float = 0.2,
+    judge: str = "observer",
     progress: bool = True,
 ) -> str:
     """Builds the embedded dataset (or finds it in the cache) and returns its root folder.
@@ -84,6 +89,10 @@ def build(
         observer_family_spread: `Observer.family_spread`. Defaults to `0.3`.
         observer_lapse: `Observer.lapse`. Defaults to `0.05`.
         jnd_threshold: `Observer.jnd_threshold`. Defaults to `0.2`.
+        judge: who labels the patches: `"observer"` (the simulated observer,
+            `observer.py`) or `"cvvdp"` (ColorVideoVDP under a fixed display
+            model, `cvvdp_judge.py`; needs `pip install cvvdp`; the observer
+            arguments are then unused). Defaults to `"observer"`.
         progress: show a progress bar. Defaults to `True`.
 
     Example:
@@ -96,9 +105,11 @@ def build(
         severity_levels=severity_levels, judges_train=judges_train, judges_val=judges_val,
         judges_jnd=judges_jnd, val_photos=list(val_photos), val_families=list(val_families),
         observer_noise=observer_noise, observer_family_spread=observer_family_spread,
-        observer_lapse=observer_lapse, jnd_threshold=jnd_threshold,
+        observer_lapse=observer_lapse, jnd_threshold=jnd_threshold, judge=judge,
     )
     _check_params(params)
+    if judge == "cvvdp":
+        params["judge_version"] = cvvdp_judge.version()  # in the cache key and the manifest
     if root is None:
         from keras_percept.paths import cache_dir
 
@@ -145,7 +156,7 @@ def read_metadata(root: str | os.PathLike, name: str) -> list[dict]:
         rows = list(csv.DictReader(f))
     for row in rows:
         for key, value in row.items():
-            if key.startswith(("severity", "label", "texture")):
+            if key.startswith(("severity", "label", "texture", "jod", "p1_closer", "p_same")):
                 row[key] = float(value)
             elif key in ("top", "left"):
                 row[key] = int(value)
@@ -165,6 +176,8 @@ def _check_params(p: dict) -> None:
                 f"Argument `{name}` must be a non-empty proper subset of {sorted(known)}. Received: {name}={p[name]!r}"
             )
     Observer(p["observer_noise"], p["observer_family_spread"], p["observer_lapse"], p["jnd_threshold"])
+    if p["judge"] not in cvvdp_judge.JUDGES:
+        raise ValueError(f"Argument `judge` must be one of {cvvdp_judge.JUDGES}. Received: judge={p['judge']!r}")
 
 
 def _matches(root: str, params: dict) -> bool:
@@ -198,6 +211,9 @@ def _generate(out: str, params: dict, progress: bool) -> None:
     start = time.perf_counter()
     observer = Observer(params["observer_noise"], params["observer_family_spread"],
                         params["observer_lapse"], params["jnd_threshold"])
+    cvvdp = cvvdp_judge.CVVDPJudge() if params["judge"] == "cvvdp" else None
+    if cvvdp:
+        observer = None  # the label is drawn after the batched ColorVideoVDP call
     plan = _split_plan(params)
     jobs = []  # (kind, split, category, counts)
     for split in ("train", "val"):
@@ -214,6 +230,7 @@ def _generate(out: str, params: dict, progress: bool) -> None:
             rows = metadata.setdefault(f"{kind}_{split}", [])
             for c, (category, n) in enumerate(per_category.items()):
                 folder = os.path.join(out, kind, split, category)
+                items = []
                 for i in range(n):
                     rng = np.random.default_rng([params["seed"], job, c, i])
                     item_id = f"{i:06d}"
@@ -221,9 +238,16 @@ def _generate(out: str, params: dict, progress: bool) -> None:
                         images, label, facts = _triplet(
                             rng, photos, groups, category, params, observer, params[f"judges_{split}"]
                         )
-                        _write(folder, item_id, dict(zip(("ref", "p0", "p1"), images)), "judge", label)
                     else:
                         images, label, facts = _jnd_pair(rng, photos, groups[category], params, observer)
+                    items.append((item_id, images, label, facts))
+                if cvvdp:
+                    items = _cvvdp_labels(cvvdp, items, kind, params[f"judges_{split if kind == '2afc' else 'jnd'}"],
+                                          [params["seed"], job, c])
+                for item_id, images, label, facts in items:
+                    if kind == "2afc":
+                        _write(folder, item_id, dict(zip(("ref", "p0", "p1"), images)), "judge", label)
+                    else:
                         _write(folder, item_id, dict(zip(("p0", "p1"), images)), "same", label)
                     rows.append({"category": category, "id": item_id, **facts, "label": label})
                     bar.update(1)
@@ -232,12 +256,13 @@ def _generate(out: str, params: dict, progress: bool) -> None:
     for name, rows in metadata.items():
         _write_csv(os.path.join(out, "metadata", f"{name}.csv"), rows)
     with open(os.path.join(out, "README.txt"), "w") as f:
-        f.write(f"keras_percept embedded 2AFC/JND dataset (BAPPS layout).\n{NOTE}\n")
+        f.write(f"keras_percept embedded 2AFC/JND dataset (BAPPS layout).\n{CVVDP_NOTE if cvvdp else NOTE}\n")
     manifest = {
         "generator_version": GENERATOR_VERSION, "params": params, "counts": counts,
         "train_photos": plan["train"][0], "val_photos": plan["val"][0],
         "train_families": plan["train"][1], "val_families": plan["val"][1],
-        "generation_seconds": round(time.perf_counter() - start, 2), "note": NOTE,
+        "generation_seconds": round(time.perf_counter() - start, 2), "note": CVVDP_NOTE if cvvdp else NOTE,
+        "judge": params["judge"], "display_model": cvvdp.display_model(params["patch_size"]) if cvvdp else None,
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
@@ -269,7 +294,8 @@ def _triplet(rng, photos, groups, category, params, observer, n_judges):
     ref = context[m:-m, m:-m]
     p0, p1 = (distort(context, family, s, rng)[m:-m, m:-m] for family, s in chosen)
     texture = texture_of(ref)
-    label = observer.judge_2afc(rng, chosen[0], chosen[1], texture=texture, n_judges=n_judges)
+    label = None if observer is None else observer.judge_2afc(
+        rng, chosen[0], chosen[1], texture=texture, n_judges=n_judges)
     facts.update(family0=chosen[0][0], severity0=chosen[0][1], family1=chosen[1][0], severity1=chosen[1][1],
                  texture=round(texture, 4))
     return (ref, p0, p1), label, facts
@@ -284,10 +310,36 @@ def _jnd_pair(rng, photos, families, params, observer):
     else:
         distortion = (families[rng.integers(len(families))], float(rng.uniform(0.02, _JND_MAX_SEVERITY)))
         p1 = distort(context, *distortion, rng)[m:-m, m:-m]
-    label = observer.judge_jnd(rng, distortion, texture=texture, n_judges=params["judges_jnd"])
+    label = None if observer is None else observer.judge_jnd(
+        rng, distortion, texture=texture, n_judges=params["judges_jnd"])
     facts.update(family=distortion[0] if distortion else "identical",
                  severity=round(distortion[1], 4) if distortion else 0.0, texture=round(texture, 4))
     return (ref, p1), label, facts
+
+
+def _cvvdp_labels(cvvdp, items: list, kind: str, n_judges: int, seed: list[int]) -> list:
+    """`items` with labels drawn from ColorVideoVDP (one batched call per category) and the JODs in their facts."""
+    if not items:
+        return items
+    patches = [np.stack([_to_uint8(images[k]) for _, images, _, _ in items]) for k in range(len(items[0][1]))]
+    if kind == "2afc":
+        ref, p0, p1 = patches
+        jods = cvvdp.jod(np.concatenate([p0, p1]), np.concatenate([ref, ref])).reshape(2, -1)
+        probability = cvvdp_judge.p1_closer(jods[0], jods[1])
+        extra = [{"jod0": round(float(a), 5), "jod1": round(float(b), 5), "p1_closer": round(float(h), 5)}
+                 for a, b, h in zip(jods[0], jods[1], probability)]
+    else:
+        ref, p1 = patches
+        jods = cvvdp.jod(p1, ref)
+        probability = cvvdp_judge.p_same(jods)
+        extra = [{"jod": round(float(a), 5), "p_same": round(float(h), 5)} for a, h in zip(jods, probability)]
+    return [(item_id, images, cvvdp_judge.votes(np.random.default_rng([*seed, i, 1]), h, n_judges), {**facts, **e})
+            for i, ((item_id, images, _, facts), h, e) in enumerate(zip(items, probability, extra))]
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """A float patch in [0, 1] as the uint8 pixels that are stored (and judged)."""
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
 def _write(folder: str, item_id: str, images: dict[str, np.ndarray], label_dir: str, label: float) -> None:
@@ -295,8 +347,7 @@ def _write(folder: str, item_id: str, images: dict[str, np.ndarray], label_dir: 
 
     for name, image in images.items():
         os.makedirs(os.path.join(folder, name), exist_ok=True)
-        pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-        Image.fromarray(pixels).save(os.path.join(folder, name, f"{item_id}.png"), compress_level=1)
+        Image.fromarray(_to_uint8(image)).save(os.path.join(folder, name, f"{item_id}.png"), compress_level=1)
     os.makedirs(os.path.join(folder, label_dir), exist_ok=True)
     np.save(os.path.join(folder, label_dir, f"{item_id}.npy"), np.array([label], dtype=np.float32))
 

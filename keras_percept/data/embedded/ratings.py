@@ -15,6 +15,11 @@ built on the same observer as the 2AFC labels (`observer.py`):
 MOS is the mean rating and `std` its sample standard deviation. The
 observer parameters are the ones the dataset was built with (its
 manifest); the result depends only on them, the item, `raters` and `seed`.
+
+A dataset built with `judge="cvvdp"` is rated on ColorVideoVDP's JOD scale
+instead: the MOS of a patch is its JOD (stored in the metadata at build
+time) and each rater reports `JOD + N(0, cvvdp_judge.RATER_SD)` (see
+`cvvdp_judge.rate_jod`), so MOS is in JOD (10 = identical to the reference).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import os
 import numpy as np
 
 from keras_percept.atomic import atomic_write
-from keras_percept.data.embedded.generate import NOTE, read_manifest, read_metadata
+from keras_percept.data.embedded import cvvdp_judge
+from keras_percept.data.embedded.generate import CVVDP_NOTE, NOTE, read_manifest, read_metadata
 from keras_percept.data.embedded.observer import Observer, magnitude
 
 # Perceived magnitude at which the noiseless rating falls from 5 to 1 + 4/e (about 2.5).
@@ -85,20 +91,24 @@ def write_mos_csv(root: str | os.PathLike, split: str, *, raters: int = 20, seed
     if os.path.isfile(path):
         return path
     observer = Observer(params["observer_noise"], params["observer_family_spread"], params["observer_lapse"])
+    by_cvvdp = params.get("judge", "observer") == "cvvdp"
     rows = []
     for i, item in enumerate(read_metadata(root, f"2afc_{split}")):
         folder = f"2afc/{split}/{item['category']}"
         for k in (0, 1):
             rng = np.random.default_rng([seed, SPLITS.index(split), i, k])
             family, severity = item[f"family{k}"], item[f"severity{k}"]
-            ratings = rate_acr(rng, family, severity, texture=item["texture"], observer=observer, raters=raters)
+            if by_cvvdp:
+                ratings = cvvdp_judge.rate_jod(rng, item[f"jod{k}"], raters)
+            else:
+                ratings = rate_acr(rng, family, severity, texture=item["texture"], observer=observer, raters=raters)
             rows.append({
                 "filename": f"{folder}/p{k}/{item['id']}.png", "mos": f"{ratings.mean():.4f}",
                 "std": f"{ratings.std(ddof=1):.4f}", "ref": f"{folder}/ref/{item['id']}.png",
                 "photo": item["photo"], "family": family, "severity": severity, "texture": item["texture"],
             })
     with atomic_write(path, "w", newline="") as f:
-        f.write(f"# SIMULATED MOS, not human ratings. {NOTE}\n")
+        f.write(f"# SIMULATED MOS, not human ratings. {CVVDP_NOTE if by_cvvdp else NOTE}\n")
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
