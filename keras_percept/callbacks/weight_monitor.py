@@ -29,6 +29,8 @@ class WeightMonitor(keras.callbacks.Callback):
     >>> history.history["lin_zero_fraction"]  # doctest: +SKIP
     """
 
+    resume_name = "weight_monitor"
+
     def __init__(self, groups: dict | None = None):
         super().__init__()
         self._groups = groups
@@ -48,6 +50,17 @@ class WeightMonitor(keras.callbacks.Callback):
         self.groups = self._resolve_groups()
         self.start = {name: self._flat(vs) for name, vs in self.groups.items()}
         self.previous = dict(self.start)
+
+    def get_resume_state(self) -> tuple[dict, list[np.ndarray]]:
+        """The start and previous-epoch weights of each group, for `ResumableBackup`."""
+        names = sorted(self.groups)
+        return {"groups": names}, [self.start[n] for n in names] + [self.previous[n] for n in names]
+
+    def set_resume_state(self, info: dict, arrays: list[np.ndarray]) -> None:
+        """Restores what `get_resume_state` returned (the resumed run's drift stays relative to the first start)."""
+        names = info["groups"]
+        self.start = dict(zip(names, arrays[:len(names)]))
+        self.previous = dict(zip(names, arrays[len(names):]))
 
     @staticmethod
     def _flat(variables) -> np.ndarray:
