@@ -3,6 +3,10 @@
     keras-percept distance A.png B.png [--net alex] [--spatial heat.png]
     keras-percept distance DIR0 DIR1 --out distances.csv
     keras-percept distance DIR --out allpairs.csv
+    keras-percept distance DIR --matrix --out matrix.csv
+    keras-percept distance DIR0 DIR1 --out d.csv [--resume] [--shard 1/4] [--batch-size 32]
+    keras-percept preset list
+    keras-percept preset save runs/lin_effnet-lite0_seed0/metric.keras my_preset
     keras-percept convert --net alex --trunk-weights imagenet -o alex.keras
     keras-percept demo --out demo_out
     keras-percept export alex.keras alex_savedmodel [--image-size 256 256]
@@ -11,7 +15,8 @@
     keras-percept iqa compare-losses --config configs/iqa/compare.yaml [--quick] [--seeds 3]
 
 Errors (bad files, bad values, missing weights offline) print one line
-`keras-percept: error: ...` and exit with status 2; nothing is half-written.
+`keras-percept: error: ...` and exit with status 2; nothing is half-written: a folder
+run's rows stay in `<out>.partial` (for `--resume`) until the run is complete.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import sys
 from typing import Sequence
 
-from keras_percept.distance import DEFAULT_NET
+from keras_percept.distance import DEFAULT_BATCH_SIZE, DEFAULT_NET
 
 NETS = ("effnet-lite0", "alex", "vgg", "squeeze")
 
@@ -34,34 +39,97 @@ def _add_distance(sub) -> None:
                    help=f"trunk of the pretrained metric (default {DEFAULT_NET}: offline, uncalibrated baseline)")
     p.add_argument("--version", default="0.1", choices=("0.1", "0.0"), help="LPIPS version (default 0.1)")
     p.add_argument("--model", help="a trained metric saved as .keras (overrides --net)")
+    p.add_argument("--preset", help="a preset name, preset folder, or hf:// / kaggle:// handle (overrides --net)")
     p.add_argument("--spatial", metavar="PNG_OR_DIR",
                    help="write the spatial distance map as a heatmap PNG (a folder of PNGs for folders)")
     p.add_argument("--out", metavar="CSV", help="write name,path0,path1,distance rows (default for folders: stdout)")
+    p.add_argument("--matrix", action="store_true",
+                   help="one folder: the N x N distance matrix (each image through the trunk once) as CSV")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"pairs per trunk call; memory holds one batch of images (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: keep the rows in <out>.partial, compute the rest")
+    p.add_argument("--shard", metavar="K/N",
+                   help="compute only part K of N (1-based, split at batch boundaries); the N CSVs concatenate "
+                        "to the single-machine result")
     p.set_defaults(func=_run_distance)
 
 
 def _run_distance(args) -> None:
     from keras_percept.distance import (
-        collect_pairs, compute_distances, heatmap_filename, load_metric, write_csv,
+        collect_pairs, compute_distances, heatmap_filename, load_folder_images, load_metric, parse_shard,
+        shard_pairs, write_csv, write_distances, write_matrix_csv,
     )
 
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1. Received: {args.batch_size}")
+    if args.resume and not args.out:
+        raise ValueError("--resume continues <out>.partial; give --out.")
+    if args.matrix:
+        if args.path1 is not None or not os.path.isdir(args.path0):
+            raise ValueError(f"--matrix takes one folder. Received: {' '.join(p for p in (args.path0, args.path1) if p)}")
+        if args.spatial or args.shard or args.resume:
+            raise ValueError("--matrix writes scalar distances in one piece; it does not take --spatial, --shard "
+                             "or --resume.")
+        metric = load_metric(args.net, model_path=args.model, version=args.version, preset=args.preset)
+        names, images = load_folder_images(args.path0, metric)
+        matrix = metric.with_options(spatial=False, return_per_layer=False).pairwise(images, args.batch_size)
+        write_matrix_csv(args.out, names, matrix)
+        if args.out:
+            print(f"wrote the {len(names)}x{len(names)} distance matrix to {args.out}")
+        return
     pairs = collect_pairs(args.path0, args.path1)
+    if args.shard:
+        pairs = shard_pairs(pairs, parse_shard(args.shard), args.batch_size)
     single = len(pairs) == 1 and args.path1 is not None and not os.path.isdir(args.path0)
     heatmaps = None
     if args.spatial:
         if single and not args.spatial.lower().endswith(".png"):
             raise ValueError(f"--spatial must name a .png file for two images. Received: {args.spatial!r}")
         heatmaps = [args.spatial] if single else [os.path.join(args.spatial, heatmap_filename(p)) for p in pairs]
-    metric = load_metric(args.net, model_path=args.model, version=args.version)
-    distances = compute_distances(metric, pairs, heatmap_paths=heatmaps, progress=True)
-    if args.out:
-        write_csv(args.out, pairs, distances)
-        print(f"wrote {len(pairs)} distance(s) to {args.out}")
+    metric = load_metric(args.net, model_path=args.model, version=args.version, preset=args.preset)
     if single:
+        distances = compute_distances(metric, pairs, heatmap_paths=heatmaps, progress=False)
+        if args.out:
+            write_csv(args.out, pairs, distances)
+            print(f"wrote 1 distance(s) to {args.out}")
         print(f"{distances[0]:.6f}")
-    elif not args.out:
-        for pair, d in zip(pairs, distances):
-            print(f"{pair.name},{d:.6f}")
+        return
+    computed = write_distances(metric, pairs, args.out, resume=args.resume, batch_size=args.batch_size,
+                               heatmap_paths=heatmaps)
+    if args.out:
+        resumed = f" ({len(pairs) - computed} resumed from {args.out}.partial)" if computed < len(pairs) else ""
+        print(f"wrote {len(pairs)} distance(s) to {args.out}{resumed}")
+
+
+def _add_preset(sub) -> None:
+    p = sub.add_parser("preset", help="Built-in presets, and saving a metric as a preset folder.")
+    actions = p.add_subparsers(dest="preset_command", required=True)
+    actions.add_parser("list", help="the built-in preset names").set_defaults(func=_run_preset_list)
+    save = actions.add_parser("save", help="a .keras metric (e.g. runs/.../metric.keras) -> a preset folder")
+    save.add_argument("model", help="the metric, a .keras file")
+    save.add_argument("out_dir", help="the preset folder to write (must not exist or be empty)")
+    save.set_defaults(func=_run_preset_save)
+
+
+def _run_preset_list(args) -> None:
+    from keras_percept.presets import PRESETS
+
+    width = max(len(name) for name in PRESETS)
+    for name, row in PRESETS.items():
+        print(f"{name:<{width}}  {row.description}")
+
+
+def _run_preset_save(args) -> None:
+    import keras
+
+    import keras_percept  # noqa: F401  (registers custom objects)
+    from keras_percept.presets import save_to_preset
+
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"Model file not found: {args.model!r}")
+    save_to_preset(keras.saving.load_model(args.model), args.out_dir)
+    print(f"saved preset {args.out_dir} (load it with from_preset({args.out_dir!r}))")
 
 
 def _add_convert(sub) -> None:
@@ -122,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_demo(sub)
     _add_export(sub)
+    _add_preset(sub)
     from keras_percept.training.commands import add_evaluate, add_train
 
     add_train(sub)

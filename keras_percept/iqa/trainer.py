@@ -19,7 +19,9 @@ import keras
 import numpy as np
 import yaml
 
+from keras_percept.callbacks import EpochSeeds, ResumableBackup, ResumableEarlyStopping
 from keras_percept.iqa.config import LOSS_TYPES, IQAConfig
+from keras_percept.training.trainer import config_fingerprint
 
 #: The per-epoch validation metrics added to Keras's logs (`val_` + the keys of `iqa_scores`).
 TEST_METRICS = ("srcc", "plcc", "plcc_raw", "krcc", "rmse")
@@ -188,7 +190,11 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
     training stops when `val_srcc` has not improved for that many epochs,
     and the best epoch's weights are kept. The test split is scored once,
     with the kept weights (`IQAResult.scores`). A NaN loss stops training
-    (`TerminateOnNaN`).
+    (`TerminateOnNaN`). A killed run started again with the same config
+    resumes from its last finished epoch (`ResumableBackup` in
+    `<run dir>/backup`, with the early-stopping state) and ends with the
+    uninterrupted run's weights: each epoch's patch order, crops and dropout
+    draws come from (seed, epoch).
 
     Example:
 
@@ -213,14 +219,26 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
     fixed_patches = lambda table: mos_patch_dataset(  # noqa: E731
         table, patch_size=d.patch_size, patches_per_image=d.test_patch_num, training=False,
         batch_size=d.batch_size, seed=d.seed)
+    run_dir = run_directory(config)
+    os.makedirs(run_dir, exist_ok=True)
+    stopping = None
+    if config.early_stopping_patience:
+        stopping = ResumableEarlyStopping(monitor="val_srcc", mode="max", patience=config.early_stopping_patience,
+                                          restore_best_weights=True)
+    backup = ResumableBackup(os.path.join(run_dir, "backup"), companions=[stopping] if stopping else [],
+                             fingerprint=config_fingerprint(config), delete_checkpoint=False)
+    epochs = config.optim.epochs
+    resume_at = backup.resume_epoch(epochs)
+    first = min(resume_at, epochs - 1)  # a finished run still gets one epoch of data (Keras builds on a batch)
     with scope():
         model = build_iqa_model(config, trunk_memo=memo)
     if config.uses_feature_cache():
-        train_ds, predict, fit_model = _cached_head(config, model, train_table, val_table, test_table, memo, scope)
+        train_ds, predict, fit_model = _cached_head(config, model, train_table, val_table, test_table, memo, scope,
+                                                    first)
     else:
         train_ds = mos_patch_dataset(train_table, patch_size=d.patch_size, patches_per_image=d.train_patch_num,
-                                     training=True, batch_size=d.batch_size, seed=config.seed)
-        train_ds = train_ds.filter(lambda x, y: keras.ops.shape(y)[0] == d.batch_size)  # full batches only
+                                     training=True, batch_size=d.batch_size, seed=config.seed, drop_remainder=True,
+                                     epochs=epochs, first_epoch=first, steps_per_epoch=config.steps_per_epoch)
         fit_model = model
         splits = {"val": val_table, "test": test_table}
         datasets = {name: fixed_patches(t) for name, t in splits.items() if t is not None}
@@ -229,34 +247,33 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
     with scope():
         fit_model.compile(optimizer=build_training_optimizer(config, steps, trunk=model.backbone),
                           loss=get_loss(LOSS_TYPES[config.loss_type], **config.loss_kwargs))
-    fit_callbacks = [keras.callbacks.TerminateOnNaN()]
+    fit_callbacks = [keras.callbacks.TerminateOnNaN(), EpochSeeds(config.seed)]
     validation = None
     if val_table is not None:
         validation = IQAEvaluation(predict["val"], val_table.mos, d.test_patch_num)
         fit_callbacks.insert(0, validation)
-    if config.early_stopping_patience:
-        fit_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_srcc", mode="max",
-                                                           patience=config.early_stopping_patience,
-                                                           restore_best_weights=True))
-    history = fit_model.fit(train_ds, epochs=config.optim.epochs, steps_per_epoch=config.steps_per_epoch,
-                            callbacks=fit_callbacks + list(callbacks), verbose=verbose, shuffle=False)
-    history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    if stopping is not None:
+        fit_callbacks.append(stopping)
+    fit_model.fit(train_ds, epochs=epochs, initial_epoch=resume_at, steps_per_epoch=steps,
+                  callbacks=fit_callbacks + list(callbacks) + [backup], verbose=verbose, shuffle=False)
+    history = backup.history  # every epoch's, those before a restart too
     # Of the weights kept (the best validation epoch's under early stopping); the test split's only use.
     val_scores = validation.scores() if validation is not None else {}
     scores = IQAEvaluation(predict["test"], test_table.mos, d.test_patch_num).scores()
-    run_dir = run_directory(config)
-    os.makedirs(run_dir, exist_ok=True)
     model_path = os.path.join(run_dir, "model.keras")
     save_model_atomic(model, model_path)
+    backup.delete()  # kept until now: a kill before the model is saved resumes after the last epoch
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
     return IQAResult(config, model_path, history, scores, time.time() - start, model, val_scores)
 
 
-def _cached_head(config: IQAConfig, model, train_table, val_table, test_table, memo: dict, scope):
-    """(train dataset of pooled features, {"val", "test"} → predictor, `PooledIQAHead`) for a frozen trunk."""
-    import tensorflow as tf
+def _cached_head(config: IQAConfig, model, train_table, val_table, test_table, memo: dict, scope, first_epoch: int):
+    """(train dataset of pooled features, {"val", "test"} → predictor, `PooledIQAHead`) for a frozen trunk.
 
+    The training batches are those of epochs `first_epoch ... optim.epochs - 1`, in an order drawn from (seed, epoch).
+    """
+    from keras_percept.data.epochs import tensor_batches
     from keras_percept.data.mos import mos_patch_dataset
     from keras_percept.models.iqa import PooledIQAHead
 
@@ -277,9 +294,9 @@ def _cached_head(config: IQAConfig, model, train_table, val_table, test_table, m
     train_x, train_y = features["train"]
     with scope():  # `fit` distributes over the strategy the model was created in
         head = PooledIQAHead(model, name="iqa_head")
-    train_ds = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
-                .shuffle(len(train_x), seed=config.seed, reshuffle_each_iteration=True)
-                .batch(d.batch_size, drop_remainder=True).prefetch(2))
+    train_ds = tensor_batches((train_x, train_y), d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True,
+                              epochs=config.optim.epochs, first_epoch=first_epoch,
+                              steps_per_epoch=config.steps_per_epoch).prefetch(2)
     # One direct call on all pooled vectors (a few hundred): `predict` would trace a function per split size.
     predict = {name: (lambda x=x: keras.ops.convert_to_numpy(head(x, training=False)))
                for name, x in features.items() if name != "train"}

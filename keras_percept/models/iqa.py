@@ -12,6 +12,7 @@ from keras_percept.layers.drop_path import DropPath
 from keras_percept.layers.scale_attention import ScaleAttention
 from keras_percept.layers.scaling import InputScaling
 from keras_percept.models.presets import SCALING
+from keras_percept.presets import PresetMixin
 
 MODES = ("nr", "fr")
 POOLINGS = ("avg", "avg_std")
@@ -20,7 +21,7 @@ INPUT_RANGES = ("[-1,1]", "[0,1]")
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
-class IQAModel(keras.Model):
+class IQAModel(PresetMixin, keras.Model):
     """Predicts a quality score `(N, 1)` from an image (no-reference) or an image and its reference (full-reference).
 
     For each selected trunk tap `k` the feature map is pooled over space into

@@ -7,17 +7,18 @@ import numpy as np
 from keras import layers, ops
 
 from keras_percept.backbones import BACKBONES, get_backbone
-from keras_percept.images import check_image_batch_pair
+from keras_percept.images import check_image_batch_pair, check_image_values
 from keras_percept.layers.normalization import ChannelUnitNormalization
 from keras_percept.layers.scaling import InputScaling
 from keras_percept.models.presets import SCALING
+from keras_percept.presets import PresetMixin
 
 INPUT_RANGES = ("[-1,1]", "[0,1]")
 VERSIONS = ("0.1", "0.0")
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
-class LPIPS(keras.Model):
+class LPIPS(PresetMixin, keras.Model):
     """Learned Perceptual Image Patch Similarity between two image batches.
 
     For each trunk tap: features of both images are unit-normalised across
@@ -55,6 +56,7 @@ class LPIPS(keras.Model):
     >>> x0 = np.random.uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
     >>> model((x0, x0[::-1])).shape
     (4,)
+    >>> metric = LPIPS.from_preset("lpips_alex_v0.1")  # doctest: +SKIP
 
     Reference: Zhang, Isola, Efros, Shechtman, Wang. "The Unreasonable
     Effectiveness of Deep Features as a Perceptual Metric", CVPR 2018.
@@ -229,8 +231,6 @@ class LPIPS(keras.Model):
         >>> LPIPS(net="alex").distance(img_a, img_b)  # doctest: +SKIP
         array([0.213], dtype=float32)
         """
-        from keras_percept.images import check_image_values
-
         x0, x1 = np.asarray(x0), np.asarray(x1)
         if x0.ndim == 3 and x1.ndim == 3:
             x0, x1 = x0[None], x1[None]
@@ -246,6 +246,53 @@ class LPIPS(keras.Model):
             out = self.predict_on_batch((x0[start:start + batch_size], x1[start:start + batch_size]))
             outputs.append(np.asarray(out[0] if self.return_per_layer else out))
         return np.concatenate(outputs, axis=0)
+
+    def pairwise(self, images, batch_size: int = 32) -> np.ndarray:
+        """All `N x N` distances between `N` images, each image through the trunk once.
+
+        The trunk features of every image are computed once (in batches of `batch_size`); each
+        pair `i < j` then compares image `i`'s features with image `j`'s by
+        `distance_from_features`, the computation `call` makes after the trunk (`batch_size`
+        pairs at a time). The matrix is symmetric with a zero diagonal. Scalar distances only:
+        a `spatial=True` metric raises `ValueError` (use `with_options(spatial=False)`).
+
+        Args:
+            images: `(N, H, W, 3)` NumPy images in `input_range`, all of one size.
+            batch_size: images per trunk call, and pairs per distance call. Defaults to `32`.
+
+        Returns:
+            `(N, N)` float32 distances.
+
+        Example:
+
+        >>> LPIPS(net="alex").pairwise(np.zeros((3, 64, 64, 3), "float32")).shape
+        (3, 3)
+        """
+        if self.spatial:
+            raise ValueError(
+                "pairwise() gives one distance per pair; spatial maps for all N x N pairs are not supported. "
+                "Use metric.with_options(spatial=False).pairwise(images)."
+            )
+        images = np.asarray(images)
+        check_image_batch_pair(images.shape, images.shape, str(images.dtype), str(images.dtype),
+                               min_size=self.backbone.MIN_SIZE, net=self.net)
+        check_image_values(images, "images", self.input_range)
+        images = images.astype("float32", copy=False)
+        trunk, head = _FeatureStage(self), _PairStage(self)
+        # Every call gets the same batch size (the last batch is padded), so each stage compiles once.
+        step = min(batch_size, len(images))
+        batches = [trunk.predict_on_batch(_padded(images[s:s + step], step)) for s in range(0, len(images), step)]
+        features = [np.concatenate([batch[k] for batch in batches])[:len(images)] for k in range(len(batches[0]))]
+        rows, cols = np.triu_indices(len(images), k=1)
+        upper = np.zeros(len(rows), np.float32)
+        step = min(batch_size, len(rows))
+        for start in range(0, len(rows), step):
+            i, j = _padded(rows[start:start + step], step), _padded(cols[start:start + step], step)
+            d = head.predict_on_batch(([f[i] for f in features], [f[j] for f in features]))
+            upper[start:start + step] = d[:len(upper) - start]
+        matrix = np.zeros((len(images), len(images)), np.float32)
+        matrix[rows, cols] = matrix[cols, rows] = upper
+        return matrix
 
     def with_options(self, **overrides) -> "LPIPS":
         """A twin of this model sharing its weights, with config `overrides` (e.g. `spatial=True`).
@@ -285,3 +332,33 @@ class LPIPS(keras.Model):
     @classmethod
     def from_config(cls, config: dict) -> "LPIPS":
         return cls(**config)
+
+
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+    """`batch` with its first row repeated at the end up to `size` rows."""
+    return np.concatenate([batch, np.repeat(batch[:1], size - len(batch), axis=0)]) if len(batch) < size else batch
+
+
+class _FeatureStage(keras.Model):
+    """`LPIPS.normalized_features` as a model, so that `predict_on_batch` compiles it on every backend."""
+
+    def __init__(self, lpips: LPIPS):
+        super().__init__(name="lpips_features")
+        self.lpips = lpips
+        self.built = True
+
+    def call(self, images):
+        return self.lpips.normalized_features(images, training=False)
+
+
+class _PairStage(keras.Model):
+    """The scalar distance from two lists of normalised taps (`LPIPS.distance_from_features`), as a model."""
+
+    def __init__(self, lpips: LPIPS):
+        super().__init__(name="lpips_pairs")
+        self.lpips = lpips.with_options(spatial=False, return_per_layer=False)
+        self.built = True
+
+    def call(self, inputs):
+        f0, f1 = inputs
+        return self.lpips.distance_from_features(list(f0), list(f1), training=False)

@@ -188,14 +188,24 @@ def assign_linear_weights(metric: LPIPS, weights: np.ndarray) -> None:
         start += channels
 
 
-def cached_dataset(means: dict, batch_size: int, *, shuffle: bool = False, seed: int = 0, drop_remainder=False):
-    """A `tf.data` pipeline of `((m0, m1), h)` batches over cached means."""
-    import tensorflow as tf
+def cached_dataset(means: dict, batch_size: int, *, shuffle: bool = False, seed: int = 0, drop_remainder=False,
+                   epochs: int | None = None, first_epoch: int = 0, steps_per_epoch: int | None = None):
+    """A `tf.data` pipeline of `((m0, m1), h)` batches over cached means.
 
-    ds = tf.data.Dataset.from_tensor_slices(((means["m0"], means["m1"]), means["h"]))
-    if shuffle:
-        ds = ds.shuffle(len(means["h"]), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    Shuffled, epoch `e`'s order is a pure function of `(seed, e)`; `epochs`,
+    `first_epoch` and `steps_per_epoch` as in `keras_percept.data.load_2afc`
+    (one dataset for a whole, possibly resumed, run).
+
+    Example:
+
+    >>> ds = cached_dataset(channel_means_2afc(metric, root, "train"), 50, shuffle=True, epochs=10)  # doctest: +SKIP
+    """
+    from keras_percept.data.epochs import tensor_batches
+
+    ds = tensor_batches(((means["m0"], means["m1"]), means["h"]), batch_size, shuffle=shuffle, seed=seed,
+                        drop_remainder=drop_remainder, epochs=epochs, first_epoch=first_epoch,
+                        steps_per_epoch=steps_per_epoch)
+    return ds.prefetch(-1)
 
 
 def evaluate_cached(means: dict, weights: np.ndarray) -> dict[str, float]:

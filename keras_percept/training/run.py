@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from keras_percept.training.config import TrainConfig
-from keras_percept.training.trainer import TrainResult, mean_and_spread, train
+from keras_percept.training.trainer import TrainResult, mean_and_spread, run_directory, train
 
 
 @dataclasses.dataclass
@@ -25,7 +25,7 @@ class RunSummary:
 
 
 def run_training(config: TrainConfig, *, track: bool = True, progress: bool = True,
-                 verbose: int | str = "auto") -> RunSummary:
+                 verbose: int | str = "auto", callbacks=()) -> RunSummary:
     """Trains `config.restarts` seeds (`seed`, `seed + 1`, ...), keeps the best on validation, logs it all.
 
     With `track`, one MLflow run holds the resolved config, the per-epoch
@@ -36,6 +36,13 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
     `mlflow run` the project's own run is resumed rather than a new one
     opened. A run that raises ends FAILED with the traceback logged. Under
     multi-worker training only the chief (see `strategy.is_chief`) logs.
+    `callbacks` are added to each restart's `fit`.
+
+    A killed run started again with the same config resumes: training from
+    the last finished epoch (`ResumableBackup` in the run directory), and
+    tracking in the same MLflow run (parent and nested), whose id the run
+    directory holds until the run has finished (`mlflow_run(resume_record=...)`);
+    an epoch's metrics are logged once.
 
     Example:
 
@@ -45,22 +52,27 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
     """
     from keras_percept.training.strategy import is_chief
 
+    extra = list(callbacks)
     if not track or not is_chief():  # under multi-worker training only the chief logs
-        results = [train(_seeded(config, k), progress=progress, verbose=verbose) for k in range(config.restarts)]
+        results = [train(_seeded(config, k), callbacks=extra, progress=progress, verbose=verbose)
+                   for k in range(config.restarts)]
         return _summarize(results, None)
 
     from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs, mlflow_run
 
     mlflow = import_mlflow()
-    with mlflow_run(config, run_name=f"{config.paradigm}-{config.model.net}") as parent:
+    with mlflow_run(config, run_name=f"{config.paradigm}-{config.model.net}",
+                    resume_record=os.path.join(run_directory(config), "mlflow_run.json")) as parent:
         results = []
         for k in range(config.restarts):
             seeded = _seeded(config, k)
             if config.restarts == 1:
-                results.append(train(seeded, callbacks=[MLflowEpochLogger()], progress=progress, verbose=verbose))
+                results.append(train(seeded, callbacks=[MLflowEpochLogger(), *extra], progress=progress,
+                                     verbose=verbose))
                 continue
-            with mlflow_run(seeded, run_name=f"seed {seeded.seed}", nested=True):
-                result = train(seeded, callbacks=[MLflowEpochLogger()], progress=progress, verbose=verbose)
+            with mlflow_run(seeded, run_name=f"seed {seeded.seed}", nested=True,
+                            resume_record=os.path.join(run_directory(seeded), "mlflow_seed_run.json")):
+                result = train(seeded, callbacks=[MLflowEpochLogger(), *extra], progress=progress, verbose=verbose)
                 mlflow.log_metrics({f"val2afc_{name}_mean": row["mean"] for name, row in result.evaluation.items()})
             results.append(result)
         summary = _summarize(results, parent.info.run_id)

@@ -6,6 +6,7 @@ MLflow is an optional dependency (`pip install keras-percept[tune]`), imported l
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import traceback
@@ -13,6 +14,9 @@ from typing import Any, Iterator, Mapping
 
 import keras
 import yaml
+
+from keras_percept.atomic import atomic_write
+from keras_percept.training.trainer import config_fingerprint
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -39,19 +43,39 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @contextlib.contextmanager
 def mlflow_run(config, *, run_name: str | None = None, nested: bool = False,
-               tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+               tags: Mapping[str, str] | None = None, resume_record: str | os.PathLike | None = None) -> Iterator[Any]:
     """Opens (or, under `mlflow run`, resumes) a run; logs params and the resolved config.
 
     The tracking URI is `config.tracking_uri`, else `$MLFLOW_TRACKING_URI`,
     else `sqlite:///mlflow.db`. A run whose body raises ends FAILED with the
     traceback logged as `error.txt`; the exception propagates.
+
+    `resume_record`, a JSON file, makes a killed run continue: it holds the
+    run's id (with the tracking URI and the config's fingerprint) from the
+    start until the run has FINISHED, and a run started while it names an
+    unfinished run of the same config and URI reopens that run instead of a
+    new one.
+
+    Example:
+
+    >>> with mlflow_run(config, resume_record="runs/lin_alex_seed0/mlflow_run.json") as run:  # doctest: +SKIP
+    ...     train(config, callbacks=[MLflowEpochLogger()])
     """
     mlflow = import_mlflow()
     uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
     if not os.environ.get("MLFLOW_RUN_ID") and not nested:
         mlflow.set_experiment(config.experiment)
-    run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
+    record = None if resume_record is None or os.environ.get("MLFLOW_RUN_ID") else os.fspath(resume_record)
+    identity = {"tracking_uri": uri, "fingerprint": config_fingerprint(config)}
+    run_id = _unfinished_run(mlflow, record, identity) if record else None
+    if run_id:
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+    else:
+        run = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {}))
+        if record:
+            with atomic_write(record) as f:
+                json.dump({"run_id": run.info.run_id, **identity}, f)
     try:
         resolved = config.to_dict()
         mlflow.log_params(flatten(resolved, "config."))
@@ -63,6 +87,24 @@ def mlflow_run(config, *, run_name: str | None = None, nested: bool = False,
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run(status="FINISHED")
+    if record:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(record)
+
+
+def _unfinished_run(mlflow, record: str, identity: dict) -> str | None:
+    """The id in `record` if it names a run of `identity` that did not finish (killed or failed), else None."""
+    try:
+        with open(record) as f:
+            stored = json.load(f)
+        if {k: stored.get(k) for k in identity} != identity:
+            return None
+        run = mlflow.MlflowClient().get_run(stored["run_id"])
+    except (OSError, ValueError, KeyError, mlflow.exceptions.MlflowException):
+        return None
+    if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active":
+        return None
+    return run.info.run_id
 
 
 def current_learning_rate(optimizer) -> float:
@@ -78,15 +120,25 @@ class MLflowEpochLogger(keras.callbacks.Callback):
 
     optuna-integration's MLflow callback logs only at trial end and
     `mlflow.keras.autolog` cannot add our learning-rate and weight metrics,
-    hence this small callback.
+    hence this small callback. An epoch the active run already holds (a
+    resumed run repeating an epoch it was killed in after logging) is not
+    logged again, so each epoch appears once in the metric history.
     """
 
     def __init__(self, prefix: str = ""):
         super().__init__()
         self.prefix = prefix
 
+    def on_train_begin(self, logs=None):
+        mlflow = import_mlflow()
+        run = mlflow.active_run()
+        key = f"{self.prefix}learning_rate"
+        self.logged = set() if run is None else {m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, key)}
+
     def on_epoch_end(self, epoch, logs=None):
         mlflow = import_mlflow()
+        if epoch in self.logged:
+            return
         metrics = {f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items() if _is_number(v)}
         metrics[f"{self.prefix}learning_rate"] = current_learning_rate(self.model.optimizer)
         mlflow.log_metrics(metrics, step=epoch)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import time
 from typing import Any
@@ -42,8 +44,14 @@ def dataset_root(config: TrainConfig, progress: bool = True) -> str:
     return config.data.dataset
 
 
-def make_datasets(config: TrainConfig, root: str, *, train: bool = True):
-    """(train dataset, validation dataset, {category: validation dataset}); `train=False`: only the last."""
+def make_datasets(config: TrainConfig, root: str, *, train: bool = True, first_epoch: int = 0):
+    """(train dataset, validation dataset, {category: validation dataset}); `train=False`: only the last.
+
+    The training dataset holds the batches of epochs `first_epoch ...
+    optim.epochs - 1`, each epoch's order and augmentation drawn from
+    `(seed, epoch)` (`keras_percept.data.epochs`), so a resumed run sees the
+    batches of the uninterrupted one.
+    """
     from keras_percept.data import TripletAugmentation, load_2afc, load_2afc_by_category
 
     d = config.data
@@ -55,31 +63,53 @@ def make_datasets(config: TrainConfig, root: str, *, train: bool = True):
                                   flip_up_down=d.flip_up_down, mixup_alpha=d.mixup_alpha,
                                   label_smoothing=d.label_smoothing)
     train = load_2afc(root, "train", d.train_categories, patch_size=d.patch_size, batch_size=d.batch_size,
-                      shuffle=True, seed=config.seed, augment=augment, drop_remainder=True)
+                      shuffle=True, seed=config.seed, augment=augment, drop_remainder=True,
+                      epochs=config.optim.epochs, first_epoch=first_epoch, steps_per_epoch=config.steps_per_epoch)
     val = load_2afc(root, "val", d.val_categories, patch_size=d.patch_size, batch_size=d.batch_size)
     return train, val, val_by_category
 
 
 def build_callbacks(config: TrainConfig, run_dir: str, extra=(), monitor_groups=None) -> list:
-    """NaN guard, resumable backups, weight statistics, optional early stopping, then `extra`."""
-    from keras_percept.callbacks import WeightMonitor
+    """NaN guard, per-epoch seeds, weight statistics, optional early stopping, `extra`, and last the backup.
 
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
-        WeightMonitor(monitor_groups),
-    ]
+    The last callback is a `ResumableBackup` of `<run_dir>/backup` holding the
+    weight statistics' and the early stopping's state too; a killed run
+    started again with the same config resumes from its last finished epoch.
+    It is kept until `train` has saved the metric (`ResumableBackup.delete`).
+    """
+    from keras_percept.callbacks import EpochSeeds, ResumableBackup, ResumableEarlyStopping, WeightMonitor
+
+    monitor = WeightMonitor(monitor_groups)
+    callbacks = [keras.callbacks.TerminateOnNaN(), EpochSeeds(config.seed), monitor]
     if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
+        callbacks.append(ResumableEarlyStopping(
             monitor="val_twoafc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True))
-    return callbacks + list(extra)
+    backup = ResumableBackup(backup_directory(run_dir), companions=callbacks[2:], fingerprint=config_fingerprint(config),
+                             delete_checkpoint=False)
+    return callbacks + list(extra) + [backup]
+
+
+def backup_directory(run_dir: str) -> str:
+    """`<run_dir>/backup`; under multi-worker training a non-chief worker's is `<run_dir>/backup_<type><index>`."""
+    from keras_percept.training.strategy import is_chief
+
+    if is_chief():
+        return os.path.join(run_dir, "backup")
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
+    return os.path.join(run_dir, f"backup_{task['type']}{task['index']}")
+
+
+def config_fingerprint(config) -> str:
+    """A short hash of the resolved config: a backup or an MLflow run is resumed only by the same config."""
+    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def run_directory(config: TrainConfig) -> str:
     """`<output_dir>/<paradigm>_<net>_seed<seed>`: where the backup and the saved metric go.
 
     Deterministic, so a killed run started again with the same config finds
-    its `BackupAndRestore` checkpoint and resumes.
+    its `ResumableBackup` checkpoint and resumes.
     """
     return os.path.join(config.output_dir, f"{config.paradigm}_{config.model.net}_seed{config.seed}")
 
@@ -95,7 +125,11 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     category — on the images, or, for cached `lin`, exactly from the cached
     validation means — next to L2, SSIM and PSNR (`baselines=False` skips
     those three, which do not change between runs on the same data: tuning
-    trials use it).
+    trials use it). A run killed anywhere and started again with the same
+    config resumes from its last finished epoch (`build_callbacks`) and ends
+    with the uninterrupted run's weights: data order, augmentation and
+    dropout come from (seed, epoch), and the backup holds the optimizer,
+    early-stopping and history state.
 
     Example:
 
@@ -115,16 +149,19 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     run_dir = run_directory(config)
     os.makedirs(run_dir, exist_ok=True)
     val_means = None
+    backup = None
     with _precision(config.precision):
         if config.uses_feature_cache():
-            model, history, val_means = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
+            model, history, val_means, backup = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
         else:
-            model, history = _fit_images(config, root, run_dir, scope, callbacks, verbose)
+            model, history, backup = _fit_images(config, root, run_dir, scope, callbacks, verbose)
     metric = model.metric.with_options(dropout=0.0)
     # Under multi-worker training every worker holds the same weights; only the chief writes the result.
     save_dir = run_dir if is_chief() else os.path.join(run_dir, f"worker_{os.getpid()}")
     metric_path = os.path.join(save_dir, "metric.keras")
     save_model_atomic(metric, metric_path)
+    if backup is not None:  # kept until now: a kill before the metric is saved resumes after the last epoch
+        backup.delete()
     distances = {} if val_means is not None else {"lpips": lambda a, b: metric.predict_on_batch((a, b))}
     if baselines:
         distances.update(classical_distances())
@@ -152,9 +189,12 @@ def _compile(model, config: TrainConfig, steps: int, trunk=None) -> None:
     )
 
 
-def _steps_per_epoch(config: TrainConfig, train_ds) -> int:
-    """`steps_per_epoch`, else the batches of one pass; an error when the data holds no full batch."""
-    steps = config.steps_per_epoch or int(train_ds.cardinality())
+def _steps_per_epoch(config: TrainConfig, train_ds, first_epoch: int) -> int:
+    """`steps_per_epoch`, else the batches of one pass; an error when the data holds no full batch.
+
+    `train_ds` holds the batches of epochs `first_epoch ... optim.epochs - 1`.
+    """
+    steps = config.steps_per_epoch or int(train_ds.cardinality()) // (config.optim.epochs - first_epoch)
     if steps < 1:
         raise ValueError(
             f"The training set has fewer than data.batch_size={config.data.batch_size} triplets; "
@@ -163,8 +203,21 @@ def _steps_per_epoch(config: TrainConfig, train_ds) -> int:
     return steps
 
 
-def _history(history) -> dict[str, list[float]]:
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+def _fit(model, train_ds, val_ds, config: TrainConfig, callbacks: list, start: int, steps: int, verbose):
+    """`model.fit` from epoch `start`; the history of every epoch (those before a restart come from the backup)."""
+    model.fit(train_ds, validation_data=val_ds, epochs=config.optim.epochs, initial_epoch=start,
+              steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
+    return callbacks[-1].history
+
+
+def _first_epoch(config: TrainConfig, callbacks: list) -> tuple[int, int]:
+    """(epoch `fit` starts at, first epoch of the training data): a backup's epochs done, else 0.
+
+    A run that has nothing left to train still gets one epoch of data (Keras
+    draws a batch from it to build the compiled metrics).
+    """
+    start = callbacks[-1].resume_epoch(config.optim.epochs)
+    return start, min(start, config.optim.epochs - 1)
 
 
 @contextlib.contextmanager
@@ -181,16 +234,15 @@ def _precision(policy: str):
 def _fit_images(config: TrainConfig, root: str, run_dir: str, scope, callbacks, verbose):
     from keras_percept.training.model_builder import build_twoafc_model
 
-    train_ds, val_ds, _ = make_datasets(config, root)
-    steps = _steps_per_epoch(config, train_ds)
+    fit_callbacks = build_callbacks(config, run_dir, callbacks)
+    start, first = _first_epoch(config, fit_callbacks)
+    train_ds, val_ds, _ = make_datasets(config, root, first_epoch=first)
+    steps = _steps_per_epoch(config, train_ds, first)
     with scope:
         model = build_twoafc_model(config)
         _compile(model, config, steps, trunk=model.metric.backbone)
-    history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.optim.epochs, steps_per_epoch=config.steps_per_epoch,
-        callbacks=build_callbacks(config, run_dir, callbacks), verbose=verbose,
-    )
-    return model, _history(history)
+    history = _fit(model, train_ds, val_ds, config, fit_callbacks, start, steps, verbose)
+    return model, history, fit_callbacks[-1]
 
 
 def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, progress: bool, verbose):
@@ -213,19 +265,20 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
                                     l1=config.lin_l1)
         assign_linear_weights(model.metric, weights)
         model.comparison.scale_weight.assign(1.0)
-        return model, {"lbfgs_loss": [info["loss"]], "lbfgs_iterations": [float(info["iterations"])]}, means["val"]
+        history = {"lbfgs_loss": [info["loss"]], "lbfgs_iterations": [float(info["iterations"])]}
+        return model, history, means["val"], None
     cached = CachedLinModel(model.metric, model.comparison, dropout=config.model.dropout, name="cached_lin")
     smoothed = dict(means["train"], h=means["train"]["h"] * (1 - d.label_smoothing) + 0.5 * d.label_smoothing)
-    train_ds = cached_dataset(smoothed, d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True)
-    steps = _steps_per_epoch(config, train_ds)
+    fit_callbacks = build_callbacks(config, run_dir, callbacks, monitor_groups={"lin": [cached.linear.kernel]})
+    start, first = _first_epoch(config, fit_callbacks)
+    train_ds = cached_dataset(smoothed, d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True,
+                              epochs=config.optim.epochs, first_epoch=first, steps_per_epoch=config.steps_per_epoch)
+    steps = _steps_per_epoch(config, train_ds, first)
     _compile(cached, config, steps)
-    history = cached.fit(
-        train_ds, validation_data=cached_dataset(means["val"], d.batch_size), epochs=config.optim.epochs,
-        steps_per_epoch=config.steps_per_epoch, verbose=verbose,
-        callbacks=build_callbacks(config, run_dir, callbacks, monitor_groups={"lin": [cached.linear.kernel]}),
-    )
+    history = _fit(cached, train_ds, cached_dataset(means["val"], d.batch_size), config, fit_callbacks, start, steps,
+                   verbose)
     cached.write_back(model.metric)
-    return model, _history(history), means["val"]
+    return model, history, means["val"], fit_callbacks[-1]
 
 
 def mean_and_spread(values: list[float]) -> tuple[float, float]:
