@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 
+from keras_percept.atomic import atomic_write
 from keras_percept.training.config import NETS, PARADIGMS
 
 
@@ -81,7 +82,7 @@ def run_train(args) -> None:
     summary = run_training(config, track=not args.no_track)
     print(format_summary(summary))
     if args.summary_json:
-        with open(args.summary_json, "w") as f:
+        with atomic_write(args.summary_json) as f:
             json.dump(summary_dict(summary), f, indent=2)
 
 
@@ -100,12 +101,12 @@ def run_evaluate(args) -> None:
     import keras
 
     import keras_percept  # noqa: F401  (registers the layers for load_model)
-    from keras_percept.data import load_2afc_by_category, load_jnd_by_category
+    from keras_percept.data import load_2afc_by_category
     from keras_percept.metrics.comparison import compare_paired
     from keras_percept.training.evaluation import (
         classical_distances,
         evaluate_2afc,
-        evaluate_jnd,
+        evaluate_jnd_folder,
         format_table,
         per_triplet_scores,
     )
@@ -126,8 +127,7 @@ def run_evaluate(args) -> None:
     val = load_2afc_by_category(root, "val", batch_size=args.batch_size)
     table = evaluate_2afc(fns, val)
     comparison = compare_paired(per_triplet_scores(fns["lpips"], val), per_triplet_scores(fns[against], val))
-    jnd = evaluate_jnd(fns, load_jnd_by_category(root, batch_size=args.batch_size)) if os.path.isdir(
-        os.path.join(root, "jnd")) else {}
+    jnd = evaluate_jnd_folder(fns, root, batch_size=args.batch_size)
     print("held-out 2AFC (%):")
     print(format_table(table))
     if jnd:
@@ -149,7 +149,7 @@ def _evaluation_root(dataset: str) -> str:
 
 
 def _log_evaluation(args, table, jnd, comparison) -> None:
-    from keras_percept.training.evaluation import format_table, jnd_metric_names
+    from keras_percept.training.evaluation import format_table, jnd_metrics
     from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow
 
     mlflow = import_mlflow()
@@ -158,8 +158,7 @@ def _log_evaluation(args, table, jnd, comparison) -> None:
         mlflow.log_params({"model": args.model, "dataset": args.dataset, "against": args.against})
         for name, row in table.items():
             mlflow.log_metrics({f"val2afc_{name}_{cat}": score for cat, score in row.items()})
-        for name, row in jnd.items():
-            mlflow.log_metrics(jnd_metric_names(name, row))
+        mlflow.log_metrics(jnd_metrics(jnd))
         mlflow.log_metrics({"diff_vs_against": comparison.difference, "diff_ci_low": comparison.ci_difference[0],
                             "diff_ci_high": comparison.ci_difference[1], "paired_p_value": comparison.p_value})
         mlflow.log_text(format_table(table) + "\n" + comparison.describe("lpips", args.against),

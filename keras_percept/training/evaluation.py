@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Mapping
 
 import numpy as np
@@ -108,16 +109,33 @@ def evaluate_jnd(distance_fns: Mapping[str, Callable], datasets: Mapping[str, ob
     return table
 
 
-def jnd_metric_names(name: str, row: Mapping[str, float]) -> dict[str, float]:
-    """MLflow names of one distance's JND row: `jnd_map_<category>` and `jnd_map_mean` for the
-    evaluated metric (`name="lpips"`), `jnd_map_<name>_<category>` for the others.
+def evaluate_jnd_folder(distance_fns: Mapping[str, Callable], root: str, *, patch_size: int = 64,
+                        batch_size: int = 50) -> dict[str, dict[str, float]]:
+    """`evaluate_jnd` on `<root>/jnd/val` per category, or `{}` when `root` has no `jnd/` folder.
 
     Example:
 
-    >>> jnd_metric_names("lpips", {"cnn": 0.5, "mean": 0.5})
-    {'jnd_map_cnn': 0.5, 'jnd_map_mean': 0.5}
-    >>> jnd_metric_names("l2", {"cnn": 0.4, "mean": 0.4})
-    {'jnd_map_l2_cnn': 0.4, 'jnd_map_l2_mean': 0.4}
+    >>> evaluate_jnd_folder(classical_distances(), "dataset")["l2"]["mean"]  # doctest: +SKIP
+    0.52
     """
-    prefix = "jnd_map" if name == "lpips" else f"jnd_map_{name}"
-    return {f"{prefix}_{category}": float(value) for category, value in row.items()}
+    from keras_percept.data import load_jnd_by_category
+
+    if not os.path.isdir(os.path.join(root, "jnd")):
+        return {}
+    return evaluate_jnd(distance_fns, load_jnd_by_category(root, patch_size=patch_size, batch_size=batch_size))
+
+
+def jnd_metrics(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """MLflow metrics of an `evaluate_jnd` table: `jnd_map_<category>` and `jnd_map_mean` for the
+    evaluated metric (`"lpips"`), `jnd_map_<name>_<category>` for the others.
+
+    Example:
+
+    >>> jnd_metrics({"lpips": {"cnn": 0.5, "mean": 0.5}, "l2": {"cnn": 0.4, "mean": 0.4}})
+    {'jnd_map_cnn': 0.5, 'jnd_map_mean': 0.5, 'jnd_map_l2_cnn': 0.4, 'jnd_map_l2_mean': 0.4}
+    """
+    out = {}
+    for name, row in table.items():
+        prefix = "jnd_map" if name == "lpips" else f"jnd_map_{name}"
+        out.update({f"{prefix}_{category}": float(value) for category, value in row.items()})
+    return out

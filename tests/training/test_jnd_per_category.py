@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "dat
 from bapps_fixture import make_bapps  # noqa: E402
 
 from keras_percept.data import load_jnd, load_jnd_by_category  # noqa: E402
-from keras_percept.training.evaluation import evaluate_jnd, jnd_metric_names  # noqa: E402
+from keras_percept.training.evaluation import evaluate_jnd, jnd_metrics  # noqa: E402
 
 pytestmark = pytest.mark.one_pass
 
@@ -69,6 +69,6 @@ def test_per_category_maps_equal_numpy_and_differ_from_pooled(jnd_root):
 
 
 def test_mlflow_names():
-    assert jnd_metric_names("lpips", {"traditional": 0.5, "cnn": 0.6, "mean": 0.55}) == {
-        "jnd_map_traditional": 0.5, "jnd_map_cnn": 0.6, "jnd_map_mean": 0.55}
-    assert set(jnd_metric_names("ssim", {"cnn": 0.6, "mean": 0.6})) == {"jnd_map_ssim_cnn", "jnd_map_ssim_mean"}
+    assert jnd_metrics({"lpips": {"traditional": 0.5, "cnn": 0.6, "mean": 0.55}, "ssim": {"cnn": 0.6, "mean": 0.6}}) == {
+        "jnd_map_traditional": 0.5, "jnd_map_cnn": 0.6, "jnd_map_mean": 0.55, "jnd_map_ssim_cnn": 0.6,
+        "jnd_map_ssim_mean": 0.6}
