@@ -103,6 +103,8 @@ def format_summary(summary: RunSummary) -> str:
     if len(summary.scores) > 1:
         lines.append(f"restarts: {100 * mean:.2f} ± {100 * std:.2f} (mean ± std over seeds; "
                      "differences smaller than this are initialisation luck)")
+    if summary.best.jnd:
+        lines += ["JND mAP per category (%):", format_table(summary.best.jnd)]
     lines.append(f"metric saved: {os.path.abspath(summary.best.metric_path)}")
     if summary.run_id:
         lines.append(f"MLflow run: {summary.run_id}")
@@ -114,4 +116,5 @@ def summary_dict(summary: RunSummary) -> dict[str, Any]:
     """Plain data for JSON: scores, spread, evaluation, metric path."""
     mean, std = summary.spread
     return {"scores": summary.scores, "mean": mean, "std": std, "evaluation": summary.best.evaluation,
-            "metric_path": summary.best.metric_path, "run_id": summary.run_id, "seconds": summary.best.seconds}
+            "jnd": summary.best.jnd, "metric_path": summary.best.metric_path, "run_id": summary.run_id,
+            "seconds": summary.best.seconds}

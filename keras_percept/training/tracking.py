@@ -174,13 +174,16 @@ def model_requirements() -> list[str]:
 def log_training_outputs(result, *, register_as: str | None = None) -> None:
     """Logs a finished `TrainResult`: evaluation table, plots, the `.keras` metric and an MLflow model."""
     mlflow = import_mlflow()
-    from keras_percept.training.evaluation import format_table
+    from keras_percept.training.evaluation import format_table, jnd_metrics
     from keras_percept.training.plots import plot_learning_curves, plot_linear_weights
 
     for name, row in result.evaluation.items():
         mlflow.log_metrics({f"val2afc_{name}_{cat}": score for cat, score in row.items()})
     mlflow.log_metric("seconds", result.seconds)
     mlflow.log_text(format_table(result.evaluation), "evaluation/2afc_table.txt")
+    if result.jnd:
+        mlflow.log_metrics(jnd_metrics(result.jnd))
+        mlflow.log_text(format_table(result.jnd), "evaluation/jnd_table.txt")
     with tempfile.TemporaryDirectory() as tmp:
         curves = os.path.join(tmp, "learning_curves.png")
         plot_learning_curves(result.history, curves)

@@ -26,6 +26,7 @@ class TrainResult:
     evaluation: dict[str, dict[str, float]]
     seconds: float
     model: Any = None
+    jnd: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # JND mAP, as `evaluation`
 
 
 def dataset_root(config: TrainConfig, progress: bool = True) -> str:
@@ -138,7 +139,7 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     >>> result.evaluation["lpips"]["mean"]  # doctest: +SKIP
     """
     from keras_percept.convert import save_model_atomic
-    from keras_percept.training.evaluation import classical_distances, evaluate_2afc
+    from keras_percept.training.evaluation import classical_distances, evaluate_2afc, evaluate_jnd_folder
     from keras_percept.training.strategy import is_chief, select_strategy
 
     start = time.time()
@@ -174,7 +175,11 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
 
         evaluation = {"lpips": evaluate_cached(val_means, keras.ops.convert_to_numpy(metric.linear_weights())),
                       **evaluation}
-    return TrainResult(config, metric_path, history, evaluation, time.time() - start, model)
+    jnd = {}
+    if baselines:  # not in tuning trials, whose objective is the 2AFC score
+        jnd = evaluate_jnd_folder({"lpips": lambda a, b: metric.predict_on_batch((a, b)), **classical_distances()},
+                                  root, patch_size=config.data.patch_size, batch_size=config.data.batch_size)
+    return TrainResult(config, metric_path, history, evaluation, time.time() - start, model, jnd)
 
 
 def _compile(model, config: TrainConfig, steps: int, trunk=None) -> None:

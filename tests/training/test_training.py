@@ -193,7 +193,7 @@ def test_lbfgs_solution_satisfies_kkt_conditions():
 def test_lin_run_is_tracked_in_mlflow(tiny_root, tmp_path):
     import mlflow
 
-    from keras_percept.training.run import run_training
+    from keras_percept.training.run import format_summary, run_training
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = dataclasses.replace(tiny_config(tiny_root, tmp_path, overrides=["restarts=2"]),
@@ -209,6 +209,12 @@ def test_lin_run_is_tracked_in_mlflow(tiny_root, tmp_path):
     assert parent.data.metrics["val2afc_lpips_mean"] == pytest.approx(summary.best.evaluation["lpips"]["mean"])
     for baseline in ("l2", "ssim", "psnr"):
         assert 0.0 < parent.data.metrics[f"val2afc_{baseline}_mean"] <= 1.0
+    jnd = summary.best.jnd["lpips"]  # JND mAP per category and their mean, as the reference reports it
+    assert len(jnd) > 2 and jnd["mean"] == pytest.approx(np.mean([v for k, v in jnd.items() if k != "mean"]))
+    for key in jnd:
+        assert parent.data.metrics[f"jnd_map_{key}"] == pytest.approx(jnd[key])
+        assert 0.0 < parent.data.metrics[f"jnd_map_ssim_{key}"] <= 1.0
+    assert "JND mAP per category (%):" in format_summary(summary)
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{summary.run_id}'")
     assert sorted(r.data.params["config.seed"] for r in children) == ["0", "1"]
