@@ -198,7 +198,8 @@ _ORIENT = {
 _SWAPS_AXES = (5, 6, 7, 8)
 _EXIF_ORIENTATION = 0x0112
 _16_BIT_GRAY = ("I;16", "I;16B", "I;16L", "I;16N")
-_DROP_ALPHA = {"RGBA": "RGB", "RGBa": "RGB", "LA": "L", "La": "L", "PA": "RGB", "P": "RGB", "1": "L"}
+# Modes converted before colour management: alpha dropped (the stored colour kept), palettes expanded.
+_OPAQUE = {"RGBA": "RGB", "RGBa": "RGB", "LA": "L", "La": "L", "PA": "RGB", "P": "RGB", "1": "L"}
 
 
 def orient(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -247,7 +248,8 @@ def _pixels(img, path: str, depth16: np.ndarray | None) -> np.ndarray:
             f"Image {path!r} has 32-bit {'integer' if mode == 'I' else 'floating-point'} pixels (mode {mode!r}), "
             "which have no standard display range. Convert it to an 8- or 16-bit PNG or TIFF."
         )
-    img = img.convert(_DROP_ALPHA.get(mode, mode)) if mode in _DROP_ALPHA else img
+    if mode in _OPAQUE:
+        img = img.convert(_OPAQUE[mode])
     icc = img.info.get("icc_profile")
     if icc and img.mode in ("RGB", "CMYK", "L"):
         img = _to_srgb(img, icc, path)

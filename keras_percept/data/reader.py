@@ -247,9 +247,9 @@ def decode_file(path: tf.Tensor) -> tf.Tensor:
     """One image file as float32 RGB in [0, 1], `(H, W, 3)`, inside a `tf.data` pipeline.
 
     The pixels are those of `keras_percept.images.load_image` (the CLI's reader), run through
-    `tf.numpy_function`: `tf.io.decode_image` ignores EXIF orientation, reduces 16-bit colour
-    to 8 bits in most formats, drops ICC profiles and cannot read TIFF or CMYK, so the
-    pipelines and the CLI would otherwise see different images in the same file.
+    `tf.numpy_function`: `tf.io.decode_image` ignores EXIF orientation and ICC profiles,
+    reduces 16-bit colour to 8 bits and cannot read TIFF, so the pipelines and the CLI would
+    otherwise see different images in the same file.
 
     Example:
 
