@@ -201,12 +201,15 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class EpochSeeds(keras.callbacks.Callback):
-    """At each epoch start, reseeds the model's `SeedGenerator`s and the global generators from `(seed, epoch)`.
+    """At each epoch's first batch, reseeds the model's `SeedGenerator`s and the global generators from `(seed, epoch)`.
 
     Dropout and drop-path draws then depend only on (seed, epoch, step), not
     on how many steps this process has run: Keras saves no `SeedGenerator`
     state in a checkpoint, and on torch an unseeded `Dropout` uses torch's
     global generator (reseeded here through `keras.utils.set_random_seed`).
+    The first batch, not the epoch start: on torch the data iterator, which
+    a resumed run starts in a later epoch than an uninterrupted one, draws
+    from that generator when it starts.
 
     Args:
         seed: the run's seed.
@@ -225,9 +228,14 @@ class EpochSeeds(keras.callbacks.Callback):
                        if v.path.split("/")[-1] == SEED_STATE_NAME]
 
     def on_epoch_begin(self, epoch, logs=None):
-        keras.utils.set_random_seed(_mix(self.seed, epoch))
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch != 0:
+            return
+        keras.utils.set_random_seed(_mix(self.seed, self.epoch))
         for variable, initial in self.states:
-            variable.assign(np.array([_mix(int(initial[0]), epoch), 0], dtype=initial.dtype))
+            variable.assign(np.array([_mix(int(initial[0]), self.epoch), 0], dtype=initial.dtype))
 
 
 def _mix(seed: int, epoch: int) -> int:

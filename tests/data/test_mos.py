@@ -286,9 +286,11 @@ def test_test_patches_are_fixed_ordered_crops(tmp_path, photos):
 def test_training_patches_are_random_shuffled_crops(tmp_path, photos):
     crops = _crops(photos, 4)
     table = MOSTable(tuple(_save(tmp_path, f"{k}.png", c) for k, c in enumerate(crops)), [1.0, 2.0, 3.0, 4.0])
-    ds = mos_patch_dataset(table, patch_size=20, patches_per_image=3, training=True, batch_size=4, seed=1)
-    assert ds.cardinality().numpy() == 3
-    epochs = [_patches(ds) for _ in range(2)]
+    ds = mos_patch_dataset(table, patch_size=20, patches_per_image=3, training=True, batch_size=4, seed=1, epochs=2)
+    assert ds.cardinality().numpy() == 6
+    batches = list(ds)  # epoch e's order and crops come from (seed, e)
+    epochs = [(tuple(x for x, _ in half), np.concatenate([y.numpy() for _, y in half]))
+              for half in (batches[:3], batches[3:])]
     for xs, ys in epochs:
         assert sorted(ys.tolist()) == sorted([1.0, 2.0, 3.0, 4.0] * 3)
         patches = np.concatenate([x.numpy() for x in xs])
