@@ -132,8 +132,10 @@ class MLflowEpochLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         mlflow = import_mlflow()
         run = mlflow.active_run()
-        key = f"{self.prefix}learning_rate"
-        self.logged = set() if run is None else {m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, key)}
+        self.logged = set()
+        if run is not None:
+            history = mlflow.MlflowClient().get_metric_history(run.info.run_id, f"{self.prefix}learning_rate")
+            self.logged = {m.step for m in history}
 
     def on_epoch_end(self, epoch, logs=None):
         mlflow = import_mlflow()
