@@ -307,26 +307,30 @@ def test_early_stopping_state_and_history_survive_a_restart(tmp_path):
             if epoch == stop_at:
                 raise KeyboardInterrupt
 
-    def fit(backup_dir, *, monitor_bias: float):
+    def fit(backup_dir):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.3), keras.layers.Dense(1)])
         model.compile(keras.optimizers.Adam(0.05), "mse")
-        stopping = ResumableEarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+        # The validation targets are negated: val_loss worsens, epoch 0 stays the best, the wait count grows.
+        stopping = ResumableEarlyStopping(monitor="val_loss", patience=10, restore_best_weights=True)
         backup = ResumableBackup(backup_dir, companions=[stopping], fingerprint="f")
         start = backup.resume_epoch(6)
-        model.fit(x, y, validation_data=(x + monitor_bias, y), epochs=6, initial_epoch=start, batch_size=8,
+        model.fit(x, y, validation_data=(x, -y), epochs=6, initial_epoch=start, batch_size=8,
                   shuffle=False, verbose=0, callbacks=[EpochSeeds(0), stopping, Interrupt(), backup])
         return model, stopping, backup
 
     stop_at = -1
-    straight, straight_stopping, straight_backup = fit(tmp_path / "a", monitor_bias=0.0)
+    straight, straight_stopping, straight_backup = fit(tmp_path / "a")
     stop_at = 3
     with pytest.raises(KeyboardInterrupt):
-        fit(tmp_path / "b", monitor_bias=0.0)
+        fit(tmp_path / "b")
     assert sorted(os.listdir(tmp_path / "b")) == ["epoch_00003"]  # one complete checkpoint, no temporaries
     stop_at = -1
-    resumed, resumed_stopping, resumed_backup = fit(tmp_path / "b", monitor_bias=0.0)
-    assert resumed_backup.history == pytest.approx(straight_backup.history)
+    resumed, resumed_stopping, resumed_backup = fit(tmp_path / "b")
+    assert resumed_backup.history.keys() == straight_backup.history.keys()
+    for key, values in straight_backup.history.items():
+        np.testing.assert_allclose(resumed_backup.history[key], values, rtol=1e-5, err_msg=key)
+    assert straight_stopping.best_epoch == 0 and straight_stopping.wait == 5
     for name in ("wait", "best", "best_epoch", "stopped_epoch"):
         assert getattr(resumed_stopping, name) == pytest.approx(getattr(straight_stopping, name)), name
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
