@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 STATE_TAG = "optuna.trial.state"
 ROLE_TAG = "optuna.role"
+REASON_TAG = "optuna.fail_reason"
 
 
 def pruning_callback(trial, monitor: str):
@@ -66,17 +67,36 @@ def trial_run(trial, *, parent_run_id: str, experiment_id: str, study_name: str)
     mlflow.end_run(status="FINISHED")
 
 
-def mark_mlflow_run_failed(study, trial) -> None:
-    """`failed_trial_callback` of the storage: a trial failed by heartbeat (its worker died) also ends FAILED in MLflow."""
+def mark_mlflow_run_failed(study, trial, reason: str = "its worker stopped during the trial") -> None:
+    """Ends the MLflow run of a trial failed because its worker died: FAILED, state FAIL, `optuna.fail_reason`.
+
+    The storages' callback for such trials (`tuning.storage.make_storage(on_failed_trial=...)`).
+
+    Example:
+
+    >>> mark_mlflow_run_failed(study, study.trials[3], "worker process 4242 on node-3 is gone")  # doctest: +SKIP
+    """
     from keras_percept.training.tracking import import_mlflow
 
     run_id = trial.user_attrs.get("mlflow_run_id")
     if not run_id:
-        return
-    client = import_mlflow().MlflowClient()
-    client.set_tag(run_id, STATE_TAG, "FAIL")
-    client.set_tag(run_id, "optuna.fail_reason", "no heartbeat: the worker stopped during the trial")
-    client.set_terminated(run_id, status="FAILED")
+        return  # killed before its run was opened, or before the run id was stored: `end_orphan_runs` finds it
+    end_run_as(import_mlflow().MlflowClient(), run_id, state="FAIL", reason=reason)
+
+
+def end_run_as(client, run_id: str, *, state: str | None, reason: str, status: str | None = None) -> None:
+    """Ends MLflow run `run_id` on behalf of a dead worker: tags `optuna.fail_reason` and (a trial's) `optuna.trial.state`.
+
+    `status` defaults to FAILED for state FAIL or `None` and FINISHED otherwise.
+
+    Example:
+
+    >>> end_run_as(mlflow.MlflowClient(), run_id, state="FAIL", reason="no heartbeat for 31 s")  # doctest: +SKIP
+    """
+    if state is not None:
+        client.set_tag(run_id, STATE_TAG, state)
+    client.set_tag(run_id, REASON_TAG, reason)
+    client.set_terminated(run_id, status=status or ("FAILED" if state in ("FAIL", None) else "FINISHED"))
 
 
 class Objective:

@@ -47,7 +47,11 @@ def _default(text):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuning/search.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=_optional(int, "--trials"), default=50,
-                   help="trials of the whole study (COMPLETE + PRUNED), shared by all workers; default 50")
+                   help="trials of the whole study (COMPLETE + PRUNED), shared by all workers; a FAIL is replaced, "
+                        "not counted; default 50")
+    p.add_argument("--max-failures", type=_optional(int, "--max-failures"), default=None,
+                   help="no new trial starts once the study has this many FAIL trials (those re-queued after their "
+                        "worker died aside); default: --trials")
     p.add_argument("--task", default="2afc", choices=("2afc", "iqa"),
                    help="2afc (LPIPS on 2AFC, objective held-out 2AFC) or iqa (MOS regression, objective validation "
                         "SRCC; test SRCC reported)")
@@ -76,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register-as", type=_none, default=None,
                    help="registered model name of the best metric; default keras_percept-<study>")
     p.add_argument("--top", type=int, default=10, help="rows of the final table")
-    p.add_argument("--heartbeat-interval", type=int, default=10, help="seconds (RDB storages)")
-    p.add_argument("--grace-period", type=int, default=None, help="seconds without heartbeat before a trial fails")
+    p.add_argument("--heartbeat-interval", type=int, default=10,
+                   help="seconds between the heartbeats of a running trial (every storage); default 10")
+    p.add_argument("--grace-period", type=int, default=None,
+                   help="seconds without a heartbeat before a RUNNING trial is failed and re-queued; default three "
+                        "intervals (a trial whose worker ran on this host and is gone is failed at once)")
+    p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras fit verbosity of each trial")
     p.add_argument("--worker", action="store_true",
                    help="only run trials (another process or machine of a running study): no final report")
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
@@ -109,7 +117,7 @@ def run(args, argv: list[str]) -> int:
     from tuning import storage as storages
     from tuning.objective import Objective, mark_mlflow_run_failed
     from tuning.study import make_pruner, make_sampler, run_until_budget, top_trials_table
-    from tuning.tracking import log_study_setup, resolve_parent_run
+    from tuning.tracking import end_orphan_runs, log_study_setup, resolve_parent_run
 
     iqa = args.task == "iqa"
     if iqa and args.config is None:
@@ -152,6 +160,7 @@ def run(args, argv: list[str]) -> int:
     parent = resolve_parent_run(study, experiment=experiment, project_run_id=project_run_id,
                                 tags={"optuna.role": "study", "optuna.study_name": study_name})
     parent_id = parent.info.run_id
+    end_orphan_runs(study, parent_id, parent.info.experiment_id)
     if not args.worker:
         log_study_setup(parent_id, {
             "study_name": study_name, "storage": storages.redact(url), "task": args.task,
@@ -162,15 +171,18 @@ def run(args, argv: list[str]) -> int:
 
     objective = Objective(space, parent_run_id=parent_id, experiment_id=parent.info.experiment_id,
                           study_name=study_name, config_path=args.config, overrides=overrides,
-                          output_dir=args.output_dir or os.path.join("runs", "tuning", study_name))
+                          output_dir=args.output_dir or os.path.join("runs", "tuning", study_name),
+                          verbose=args.verbose)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     workers = _spawn_workers(argv, args.n_jobs) if not args.worker else []
     start = time.time()
     status = "FAILED"
     try:
         with _progress(study_name, args.trials, disable=args.no_progress or args.worker) as on_step:
-            run_until_budget(study, objective, args.trials, timeout=args.timeout, on_step=on_step)
+            run_until_budget(study, objective, args.trials, max_failures=args.max_failures, timeout=args.timeout,
+                             on_step=on_step)
         failed_workers = [w.wait() for w in workers]
+        end_orphan_runs(study, parent_id, parent.info.experiment_id)
         if args.worker:
             return 0
         print(top_trials_table(study, args.top, **_value_column(args.task)))
@@ -255,6 +267,7 @@ def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) ->
     from keras_percept.iqa.config import load_iqa_config
     from keras_percept.iqa.trainer import train_iqa
     from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow
+    from tuning.tracking import worker_tag
 
     mlflow = import_mlflow()
     best = _log_study_and_best(mlflow.MlflowClient(), study, parent_id, args, wall)
@@ -264,7 +277,7 @@ def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) ->
         best.params, os.path.join(objective.output_dir, "best")))
     with mlflow.start_run(run_id=parent_id):
         with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
-                              tags={"optuna.role": "best", "optuna.trial_number": str(best.number)}):
+                              tags={"optuna.role": "best", "optuna.trial_number": str(best.number), **worker_tag()}):
             mlflow.log_params(best.params)
             result = train_iqa(config, callbacks=[MLflowEpochLogger()], verbose=0)
             mlflow.log_metrics({f"test_{name}": v for name, v in result.scores.items()})
@@ -284,6 +297,7 @@ def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int
     """Parent-run summary: counts, best trial, plots, top table; the best trial retrained and registered."""
     from keras_percept.training import load_config, train
     from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs
+    from tuning.tracking import worker_tag
 
     mlflow = import_mlflow()
     best = _log_study_and_best(mlflow.MlflowClient(), study, parent_id, args, wall)
@@ -294,7 +308,7 @@ def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int
     register_as = args.register_as or base.register_model or f"keras_percept-{study.study_name}"
     with mlflow.start_run(run_id=parent_id):
         with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
-                              tags={"optuna.role": "best", "optuna.trial_number": str(best.number)}):
+                              tags={"optuna.role": "best", "optuna.trial_number": str(best.number), **worker_tag()}):
             mlflow.log_params(best.params)
             result = train(config, callbacks=[MLflowEpochLogger()], progress=False, verbose=0)
             log_training_outputs(result, register_as=register_as)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from typing import Any, Callable, Mapping
 
 FINISHED = ("COMPLETE", "PRUNED")
+
+logger = logging.getLogger(__name__)
 
 
 def make_sampler(settings: Mapping[str, Any], *, seed: int | None, parallel: bool = False):
@@ -61,10 +64,13 @@ def make_pruner(settings: Mapping[str, Any], *, max_epochs: int):
 
 
 def counts(study) -> dict[str, int]:
-    """Trials per state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING), and `done`: those the budget counts.
+    """Trials per state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING); `done`: COMPLETE + PRUNED, what the budget
+    counts; `failures`: FAIL trials that were not re-queued after their worker died, what `max_failures` counts.
 
-    `done` is COMPLETE + PRUNED + FAIL, less the FAIL trials that were
-    re-queued after their worker died (their retry counts instead).
+    Example:
+
+    >>> counts(study)  # doctest: +SKIP
+    {'done': 3, 'failures': 1, 'COMPLETE': 2, 'PRUNED': 1, 'FAIL': 2, 'RUNNING': 1}
     """
     import optuna
 
@@ -72,39 +78,50 @@ def counts(study) -> dict[str, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retried = {optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
-    out: dict[str, int] = {"done": 0}
+    out: dict[str, int] = {"done": 0, "failures": 0}
     for trial in trials:
         out[trial.state.name] = out.get(trial.state.name, 0) + 1
-        if trial.state.name in FINISHED or (trial.state.name == "FAIL" and trial.number not in retried):
-            out["done"] += 1
+        out["done"] += trial.state.name in FINISHED
+        out["failures"] += trial.state.name == "FAIL" and trial.number not in retried
     return out
 
 
-def run_until_budget(study, objective: Callable, budget: int, *, timeout: float | None = None,
-                     poll_seconds: float = 2.0, on_step: Callable[[dict[str, int]], None] | None = None) -> int:
-    """Runs trials in this process until the whole study has `budget` finished trials (see `counts`).
+def run_until_budget(study, objective: Callable, budget: int, *, max_failures: int | None = None,
+                     timeout: float | None = None, poll_seconds: float = 2.0,
+                     on_step: Callable[[dict[str, int]], None] | None = None) -> int:
+    """Runs trials in this process until the whole study has `budget` COMPLETE or PRUNED trials.
 
-    `n_trials` of `study.optimize` counts per process; the budget here is
-    global, as `optuna.study.MaxTrialsCallback` would make it, but checked
-    before each trial rather than after, so a resumed study that already has
-    its budget starts none, and several workers overshoot only when two start
-    their last trial at the same instant. When the remaining trials are all
-    running elsewhere, the worker waits for them (they finish, or their
-    heartbeat goes stale and they are re-queued), so that a killed worker's
-    trial is still made up (its re-queued copy runs). One process never
-    starts more than `budget` trials. Trials that raise are recorded as FAIL and the study goes on
-    (`catch=(Exception,)`); `gc_after_trial` frees memory between trials.
-    Returns the number of trials this process started.
+    A FAIL does not count: another trial takes its place. A trial that
+    raised is replaced by a newly sampled one; a trial whose worker died is
+    re-queued with its parameters (see `tuning.storage`). After `max_failures`
+    FAIL trials that were not re-queued (default: `budget`) no new trial
+    starts: a setup that makes every trial fail stops.
+
+    Optuna's `MaxTrialsCallback(budget, states=(COMPLETE, PRUNED))` counts
+    the same states but stops a study after a trial ends, so each of several
+    workers would start one more; here the budget is checked before each
+    trial, so a resumed study that already has its budget starts none, and
+    several workers overshoot only when two start their last trial at the
+    same instant. Before each trial, and every `poll_seconds` while the
+    remaining trials run in other processes, `fail_stale_trials` fails the
+    RUNNING trials whose worker is dead (every storage of `make_storage` has
+    heartbeats); their re-queued copies then run here. Trials that raise
+    are recorded as FAIL (`catch=(Exception,)`); `gc_after_trial` frees
+    memory between trials. Returns the number of trials this process started.
+
+    Example:
+
+    >>> run_until_budget(study, objective, 20)  # doctest: +SKIP
+    20
     """
     import optuna
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     heartbeat = is_heartbeat_enabled(study._storage)
+    max_failures = budget if max_failures is None else max_failures
     start = time.monotonic()
     started = 0
-    while started < budget:
-        if timeout is not None and time.monotonic() - start >= timeout:
-            break
+    while timeout is None or time.monotonic() - start < timeout:
         if heartbeat:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -112,15 +129,22 @@ def run_until_budget(study, objective: Callable, budget: int, *, timeout: float 
         now = counts(study)
         if on_step is not None:
             on_step(now)
-        done = now["done"]
-        if done >= budget:
+        if now["done"] >= budget:
             break
-        if done + now.get("RUNNING", 0) >= budget and now.get("WAITING", 0) == 0:
+        if now["failures"] >= max_failures:
+            logger.warning("%s trials of study %r failed (the limit, --max-failures): no new trial starts.",
+                           now["failures"], study.study_name)
+            break
+        if now["done"] + now.get("RUNNING", 0) >= budget and now.get("WAITING", 0) == 0:
             if not heartbeat:
                 break  # without heartbeats a dead worker's trial would be waited for forever
             time.sleep(poll_seconds)
             continue
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        except optuna.exceptions.UpdateFinishedTrialError as err:
+            # This process was taken for dead (no heartbeat for the grace period) and its trial failed and re-queued.
+            logger.warning("A trial of this process was failed by another one while it ran: %s", err)
         started += 1
     if on_step is not None:
         on_step(counts(study))
@@ -147,6 +171,7 @@ def top_trials_table(study, top: int = 10, *, value_name: str = "2AFC", value_sc
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]
     states = counts(study)
     states.pop("done")
+    states.pop("failures")
     lines.append(f"{len(trials)} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
     return "\n".join(lines)
 

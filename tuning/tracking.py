@@ -9,13 +9,18 @@ first, so that no later `start_run()` (a trial's) resumes it by accident.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 import warnings
 from typing import Any, Mapping
 
+from tuning.liveness import process_gone, worker_record
+from tuning.objective import ROLE_TAG, end_run_as
+
 PARENT_ATTR = "mlflow_parent_run_id"
+WORKER_TAG = "optuna.worker"
 
 
 def resolve_parent_run(study, *, experiment: str, tags: Mapping[str, str], project_run_id: str | None = None):
@@ -46,6 +51,55 @@ def resolve_parent_run(study, *, experiment: str, tags: Mapping[str, str], proje
         client.delete_run(run.info.run_id)
         return client.get_run(winner)
     return run
+
+
+def worker_tag() -> dict[str, str]:
+    """`{"optuna.worker": <this process as JSON>}`: the tag that lets `end_orphan_runs` end a run whose process died.
+
+    Example:
+
+    >>> mlflow.start_run(nested=True, tags={"optuna.role": "best", **worker_tag()})  # doctest: +SKIP
+    """
+    return {WORKER_TAG: json.dumps(worker_record())}
+
+
+def end_orphan_runs(study, parent_run_id: str, experiment_id: str) -> list[str]:
+    """Ends the RUNNING child runs of the study's parent run that nobody will end; returns their ids.
+
+    A trial's run is an orphan when its trial is finished in Optuna (its
+    worker died after the trial was failed but before its run was ended,
+    or before the run's id was stored in the trial); it ends with the
+    trial's state (FAIL: FAILED). Another child run (the best trial's
+    retraining) is an orphan when its `optuna.worker` process ran on this
+    machine and is gone; it ends KILLED.
+
+    Example:
+
+    >>> end_orphan_runs(study, parent.info.run_id, parent.info.experiment_id)  # doctest: +SKIP
+    []
+    """
+    from keras_percept.training.tracking import import_mlflow
+
+    client = import_mlflow().MlflowClient()
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' "
+                                                             "and attributes.status = 'RUNNING'")
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    ended = []
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(ROLE_TAG) == "trial":
+            trial = trials.get(int(tags.get("optuna.trial_number", -1)))
+            if trial is None or not trial.state.is_finished():
+                continue
+            end_run_as(client, run.info.run_id, state=trial.state.name,
+                       reason=f"the trial is {trial.state.name} in Optuna and its worker stopped before ending this run")
+        elif WORKER_TAG in tags and process_gone(json.loads(tags[WORKER_TAG])):
+            end_run_as(client, run.info.run_id, state=None, status="KILLED",
+                       reason=f"its process ({json.loads(tags[WORKER_TAG])['pid']}) stopped before ending it")
+        else:
+            continue
+        ended.append(run.info.run_id)
+    return ended
 
 
 def _experiment_id(client, name: str) -> str:

@@ -57,7 +57,7 @@ def test_two_workers_share_a_journal_study_without_duplicates(tiny_root, tmp_pat
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))))
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
-    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert 4 <= len(finished) <= 5, "a global budget of 4 (one extra only if both workers start the last at once)"
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2, "both processes ran trials"
