@@ -13,11 +13,11 @@ Example:
 """
 
 from keras_percept import backbones, layers, losses, models, regularizers
-from keras_percept.metrics import keras_metrics
+from keras_percept.metrics import LPIPSMetric, keras_metrics
 from keras_percept.models.lpips import LPIPS
 from keras_percept.training import schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["LPIPS", "backbones", "keras_metrics", "layers", "losses", "models", "regularizers", "schedules",
+__all__ = ["LPIPS", "LPIPSMetric", "backbones", "keras_metrics", "layers", "losses", "models", "regularizers", "schedules",
            "__version__"]

@@ -194,10 +194,8 @@ def log_training_outputs(result, *, register_as: str | None = None) -> None:
         plot_linear_weights(result.model.metric, weights)
         mlflow.log_artifact(weights, "plots")
     mlflow.log_artifact(result.metric_path, "model_file")
-    metric = keras.saving.load_model(result.metric_path)
-    info = mlflow.keras.log_model(metric, name="metric", registered_model_name=register_as,
-                                  pip_requirements=model_requirements())
-    if register_as:
-        client = mlflow.MlflowClient()
-        version = info.registered_model_version
-        client.set_registered_model_alias(register_as, "latest-trained", version)
+    # A pyfunc model of keras_percept (not MLflow's Keras flavour), so `mlflow models serve` can load it.
+    from keras_percept.serving import log_metric_model
+
+    log_metric_model(result.metric_path, registered_model_name=register_as, alias="latest-trained",
+                     pip_requirements=model_requirements())
