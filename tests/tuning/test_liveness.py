@@ -96,7 +96,9 @@ def test_live_slow_worker_is_never_failed_a_stopped_one_is_after_the_grace_perio
 def test_killed_worker_on_this_host_is_failed_at_once_with_the_reason(journal):
     study = _study(journal)
     victim = _worker(journal, 60)
+    deadline = time.time() + 60
     while HEARTBEAT_ATTR not in study.get_trials()[0].system_attrs:  # Optuna's thread writes its first record
+        assert time.time() < deadline, "the worker wrote no heartbeat"
         time.sleep(0.05)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
