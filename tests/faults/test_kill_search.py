@@ -97,8 +97,9 @@ def _check_no_zombie(cwd: str, env: dict, killed: set[int], n_trials: int = TRIA
 
 def test_single_worker_killed_at_seeded_points_and_run_again_leaves_no_zombie(search):
     command, env, cwd = search
-    # Kill points: the k-th "Epoch i/2" line of the run (2 per trial) plus a seeded delay; the last run finishes.
-    points = list(zip([1, 2], seeded_delays(13, 2, 0.0, 0.8)))
+    # Kill point: the 2nd "Epoch i/2" line of the run (mid-trial) plus a seeded delay; the last run finishes.
+    # One point for CI time (each costs a process start and a trial); raise the list to try more.
+    points = list(zip([2], seeded_delays(13, 1, 0.0, 0.8)))
     killed: set[int] = set()
     zombies = 0
     for occurrence, delay in points:
