@@ -1,7 +1,7 @@
 """Big-folder benchmark: peak memory of `keras-percept distance DIR0 DIR1 --out d.csv` against the number of pairs.
 
     python benchmarks/big_folder.py              # 1,000, 5,000 and 20,000 pairs of 32 x 32 PNGs
-    python benchmarks/big_folder.py --quick      # 1,000 and 4,000 pairs (CI, < 60 s)
+    python benchmarks/big_folder.py --quick      # 1,000 and 3,000 pairs (CI, < 60 s)
     python benchmarks/big_folder.py --pairs 1000 100000 --size 64
 
 Each size runs the real command in its own process (a seeded random alex metric saved as
@@ -61,14 +61,14 @@ def run(command: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1,000 and 4,000 pairs (CI)")
+    parser.add_argument("--quick", action="store_true", help="1,000 and 3,000 pairs (CI)")
     parser.add_argument("--pairs", type=int, nargs="+", default=[1000, 5000, 20000])
     parser.add_argument("--size", type=int, default=32, help="image side in pixels (alex needs >= 31)")
     parser.add_argument("--distinct", type=int, default=200, help="different images per folder")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     if args.quick:
-        args.pairs = [1000, 4000]
+        args.pairs = [1000, 3000]
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
