@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -25,6 +26,16 @@ def photos() -> dict[str, np.ndarray]:
     }
 
 
+@contextlib.contextmanager
+def _mlflow_environment_restored():
+    """Undoes the `MLFLOW_*` variables exported into `os.environ` inside the block."""
+    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    for key in [key for key in os.environ if key.startswith("MLFLOW_") and key not in before]:
+        del os.environ[key]
+    os.environ.update(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolate_mlflow_environment():
     """Undo `MLFLOW_*` variables a test's code exported into `os.environ`.
@@ -33,8 +44,13 @@ def _isolate_mlflow_environment():
     inherit the experiment; without this, a later test's `mlflow run
     --experiment-name ...` subprocess would get both and refuse to start.
     """
-    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
-    yield
-    for key in [key for key in os.environ if key.startswith("MLFLOW_") and key not in before]:
-        del os.environ[key]
-    os.environ.update(before)
+    with _mlflow_environment_restored():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _isolate_mlflow_environment_of_module_fixtures():
+    """The same for module-scoped fixtures (e.g. one that registers a model with `mlflow.set_experiment`),
+    which run before a test's own isolation takes its snapshot."""
+    with _mlflow_environment_restored():
+        yield

@@ -72,10 +72,6 @@ def project_env(tmp_path_factory):
     base = tmp_path_factory.mktemp("mlproject")
     env = dict(os.environ, KERAS_PERCEPT_HOME=str(base / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}",
                TF_CPP_MIN_LOG_LEVEL="2")
-    # An experiment an earlier test's process selected (mlflow exports MLFLOW_EXPERIMENT_ID/NAME) must not reach
-    # `mlflow run --experiment-name`, which refuses both at once.
-    for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
-        env.pop(key, None)
     return base, env
 
 
