@@ -4,8 +4,9 @@ torchvision 0.28's C extension links CUDA libraries the CPU build of torch
 lacks, so `import torchvision` dies registering fake kernels for its ops
 ("operator torchvision::nms does not exist"). LPIPS needs only torchvision's
 pure-Python model definitions, so during that one import the three
-`torch.library` registration hooks are made no-ops. This is a test shim, never
-used by the package itself.
+`torch.library` registration hooks are made no-ops
+(`keras_percept.data.embedded.cvvdp_judge.skip_torch_op_registration`, which
+the opt-in ColorVideoVDP judge uses the same way).
 """
 
 from __future__ import annotations
@@ -15,24 +16,7 @@ import functools
 
 import numpy as np
 
-
-@contextlib.contextmanager
-def _no_op_torch_library_registration():
-    import torch
-
-    lib = torch.library
-    saved = (lib.register_fake, lib.register_autograd, lib.Library.impl)
-
-    def register_fake(*args, **kwargs):
-        return lambda fn: fn
-
-    lib.register_fake = register_fake
-    lib.register_autograd = lambda *args, **kwargs: None
-    lib.Library.impl = lambda self, *args, **kwargs: (lambda fn: fn)
-    try:
-        yield
-    finally:
-        lib.register_fake, lib.register_autograd, lib.Library.impl = saved
+from keras_percept.data.embedded.cvvdp_judge import skip_torch_op_registration
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,7 +24,7 @@ def import_lpips():
     """Imports torchvision (through the shim) and the reference `lpips` package."""
     import torch  # noqa: F401
 
-    with _no_op_torch_library_registration():
+    with skip_torch_op_registration():
         import torchvision  # noqa: F401
     import lpips
 

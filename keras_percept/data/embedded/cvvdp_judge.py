@@ -120,9 +120,19 @@ def version() -> str:
         raise ImportError(_INSTALL) from err
 
 
-
 @contextlib.contextmanager
-def _skip_torch_op_registration():
+def skip_torch_op_registration():
+    """Inside the block, torch's op-registration hooks are no-ops: torchvision imports beside CPU torch.
+
+    torchvision 0.28's compiled extension needs CUDA libraries the CPU torch wheel lacks, so importing it
+    dies registering fake kernels ("operator torchvision::nms does not exist"). Its pure-Python parts
+    (transforms, model definitions) work without them. Also used by the tests' reference `lpips` import.
+
+    Example:
+
+    >>> with skip_torch_op_registration():  # doctest: +SKIP
+    ...     import torchvision
+    """
     import torch
 
     lib = torch.library
@@ -157,7 +167,7 @@ def import_pycvvdp():
                 "pure-Python transforms, so torchvision is imported with those op registrations skipped.",
                 stacklevel=2,
             )
-            with _skip_torch_op_registration():
+            with skip_torch_op_registration():
                 import torchvision  # noqa: F401
     import pycvvdp
 
