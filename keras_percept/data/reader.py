@@ -113,13 +113,8 @@ def load_2afc_by_category(
     ...     print(category, ds.cardinality().numpy())
     """
     index = index_2afc(root, split, categories, on_error=on_error, verify=verify, image_size=image_size)
-    warn_skipped(index.skipped, len(index) + len(index.skipped), os.path.join(os.fspath(root), "2afc", split))
-    return {
-        category: dataset_from_index(
-            index.select(category), patch_size=patch_size, batch_size=batch_size, value_range=value_range
-        )
-        for category in index.category_names
-    }
+    return _per_category(index, os.path.join(os.fspath(root), "2afc", split),
+                         patch_size=patch_size, batch_size=batch_size, value_range=value_range)
 
 
 def load_jnd(
@@ -165,13 +160,14 @@ def load_jnd_by_category(
     ['cnn', 'traditional']
     """
     index = index_jnd(root, categories, on_error=on_error, verify=verify, image_size=image_size)
-    warn_skipped(index.skipped, len(index) + len(index.skipped), os.path.join(os.fspath(root), "jnd", "val"))
-    return {
-        category: dataset_from_index(
-            index.select(category), patch_size=patch_size, batch_size=batch_size, value_range=value_range
-        )
-        for category in index.category_names
-    }
+    return _per_category(index, os.path.join(os.fspath(root), "jnd", "val"),
+                         patch_size=patch_size, batch_size=batch_size, value_range=value_range)
+
+
+def _per_category(index: ItemIndex, folder: str, **pipeline) -> dict[str, tf.data.Dataset]:
+    """Warns about `index`'s skipped items, then one unshuffled pipeline per category."""
+    warn_skipped(index.skipped, len(index) + len(index.skipped), folder)
+    return {category: dataset_from_index(index.select(category), **pipeline) for category in index.category_names}
 
 
 def dataset_from_index(
