@@ -4,12 +4,13 @@
     python benchmarks/training.py --quick    # a few minutes: small data, 1 epoch (CI runs this)
     python benchmarks/training.py --judge cvvdp   # the set labelled by ColorVideoVDP (pip install cvvdp)
 
-Prints, per paradigm, the wall time and the held-out 2AFC score (%) per
-category on the embedded validation split (held-out photographs and
-distortion families), next to the classical baselines scored by the same
+Prints, per paradigm, the wall time, the selection 2AFC (the split carved
+from the training data that early stopping and restarts see) and the test
+2AFC (%) per category on the embedded val split (held-out photographs and
+distortion families, scored once), next to the classical baselines scored by the same
 code; the speed-up of the cached-feature `lin` over `lin` through the
 trunk; the L-BFGS `lin` solve; and a paired bootstrap comparison of `lin`
-against the best classical baseline; then every metric's held-out 2AFC with
+against the best classical baseline; then every metric's test 2AFC with
 a bootstrap 95 % CI, among them the uncalibrated baseline (the ImageNet
 EfficientNet-Lite0 trunk without linear layers), and paired tests of the
 trained `lin` against it and against SSIM. Labels are from the simulated
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     from keras_percept.training import train
     from keras_percept.training.evaluation import classical_distances, per_triplet_scores
     from keras_percept.training.run import run_training
-    from keras_percept.training.trainer import make_datasets
+    from keras_percept.training.trainer import test_datasets
 
     out = tempfile.mkdtemp(prefix="kp_bench_")
     rows, results = [], {}
@@ -70,12 +71,12 @@ def main(argv=None) -> int:
         seconds = time.time() - start
         results[paradigm] = result
         rows.append((paradigm, seconds, result.evaluation["lpips"]))
-        print(f"[{paradigm}] {seconds:.1f} s, held-out 2AFC {100 * result.evaluation['lpips']['mean']:.2f}",
-              flush=True)
+        print(f"[{paradigm}] {seconds:.1f} s, selection 2AFC {100 * result.selection_score:.2f}, "
+              f"test 2AFC {100 * result.evaluation['lpips']['mean']:.2f}", flush=True)
 
     evaluation = next(iter(results.values())).evaluation
     categories = [c for c in evaluation["lpips"] if c != "mean"]
-    print(f"\nHeld-out 2AFC (%) on the embedded validation split, judge {args.judge}"
+    print(f"\nTest 2AFC (%) on the embedded val split (never used for a choice), judge {args.judge}"
           + (" (quick mode)" if args.quick else ""))
     header = f"{'metric':<16}{'wall s':>8}" + "".join(f"{c[:11]:>12}" for c in categories) + f"{'mean':>8}"
     print(header)
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
 
     if "lin" in results:
         lin = results["lin"]
-        _, _, val = make_datasets(lin.config, _root(lin.config), train=False)
+        val = test_datasets(lin.config, _root(lin.config))
         best = max(("l2", "ssim", "psnr"), key=lambda n: evaluation[n]["mean"])
         metric = keras_load(lin.metric_path)
         cmp = compare_paired(per_triplet_scores(lambda a, b: metric.predict_on_batch((a, b)), val),
@@ -116,27 +117,27 @@ def main(argv=None) -> int:
         start = time.time()
         solved = train(cfg, progress=False, verbose=0)
         print(f"lin by L-BFGS (difference head): {time.time() - start:.1f} s, "
-              f"{int(solved.history['lbfgs_iterations'][0])} iterations, held-out 2AFC "
+              f"{int(solved.history['lbfgs_iterations'][0])} iterations, test 2AFC "
               f"{100 * solved.evaluation['lpips']['mean']:.2f}")
     return 0
 
 
 def print_intervals(results: dict, judge: str) -> None:
-    """Every metric's held-out 2AFC with a bootstrap 95 % CI; trained `lin` vs the baseline and vs SSIM, paired."""
+    """Every metric's test 2AFC with a bootstrap 95 % CI; trained `lin` vs the baseline and vs SSIM, paired."""
     from keras_percept.convert import pretrained_lpips
     from keras_percept.metrics.comparison import compare_paired
     from keras_percept.training.evaluation import classical_distances, per_triplet_scores
-    from keras_percept.training.trainer import make_datasets
+    from keras_percept.training.trainer import test_datasets
 
     first = next(iter(results.values()))
-    _, _, val = make_datasets(first.config, _root(first.config), train=False)
+    val = test_datasets(first.config, _root(first.config))
     baseline = pretrained_lpips("effnet-lite0")
     distances = {"baseline": lambda a, b: baseline.predict_on_batch((a, b)), **classical_distances()}
     for paradigm, result in results.items():
         metric = keras_load(result.metric_path)
         distances[paradigm] = lambda a, b, m=metric: m.predict_on_batch((a, b))
     scores = {name: per_triplet_scores(fn, val) for name, fn in distances.items()}
-    print(f"\nHeld-out 2AFC (%), judge {judge}, bootstrap 95 % CI (n = {scores['baseline'].size} triplets)")
+    print(f"\nTest 2AFC (%), judge {judge}, bootstrap 95 % CI (n = {scores['baseline'].size} triplets)")
     for name, s in scores.items():
         c = compare_paired(s, scores["baseline"])
         print(f"{name:<16}{100 * c.score_a:>8.2f}  [{100 * c.ci_a[0]:.2f}, {100 * c.ci_a[1]:.2f}]")

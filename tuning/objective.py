@@ -100,7 +100,11 @@ def end_run_as(client, run_id: str, *, state: str | None, reason: str, status: s
 
 
 class Objective:
-    """Trains the config a trial suggests and returns its held-out 2AFC (`evaluation["lpips"]["mean"]`).
+    """Trains the config a trial suggests and returns its selection 2AFC (`result.selection_score`).
+
+    The selection split is carved from the training data (`data.selection_fraction`);
+    a trial never reads the test split (`train(test=False)`): only the best
+    trial, retrained at the end of the study, is scored on it.
 
     For a search space with `task: iqa` a trial is a `train_iqa` run of an
     `IQAConfig`, and the objective is its validation SRCC
@@ -148,7 +152,7 @@ class Objective:
         import keras
 
         from keras_percept.training import load_config
-        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow
+        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow, twoafc_metrics
 
         mlflow = import_mlflow()
         if self.task == "iqa":
@@ -169,17 +173,17 @@ class Objective:
                 # baselines=False: L2 / SSIM / PSNR do not change between trials (the best trial's
                 # retraining logs them).
                 result = train(config, callbacks=[MLflowEpochLogger(), pruning_callback(trial, self.space.monitor)],
-                               progress=False, verbose=self.verbose, baselines=False)
+                               progress=False, verbose=self.verbose, baselines=False, test=False)
             finally:
                 keras.backend.clear_session()
                 gc.collect()
                 shutil.rmtree(trial_dir, ignore_errors=True)
             check_finite(result.history)
-            value = float(result.evaluation["lpips"]["mean"])
+            value = float(result.selection_score)
             if not math.isfinite(value):
-                raise FloatingPointError(f"The held-out 2AFC of trial {trial.number} is {value}.")
+                raise FloatingPointError(f"The selection 2AFC of trial {trial.number} is {value}.")
             mlflow.log_metrics({"objective": value, "seconds": float(result.seconds),
-                                **{f"val2afc_{name}_mean": row["mean"] for name, row in result.evaluation.items()}})
+                                **twoafc_metrics({"lpips": result.selection}, "selection")})
         return value
 
 

@@ -1,7 +1,9 @@
 """`python tuning/search.py --trials 50`: an Optuna study over a `configs/search/*.yaml` space, tracked in MLflow.
 
 One MLflow parent run per study and a nested run per trial; trials report
-`val_twoafc` each epoch to the pruner; the study lives in a persistent
+`val_twoafc` (Keras's name for the selection split's 2AFC, carved from the
+training data) each epoch to the pruner and return its final value; only the
+retrained best trial is scored on the test split; the study lives in a persistent
 storage (default `journal:tuning/studies/<study>.log`), so running the same
 command again resumes it up to `--trials` trials in total, and several
 processes (`--n-jobs`, or more commands with `--worker`) share it. At the
@@ -26,58 +28,46 @@ import subprocess
 import sys
 import time
 
-if __package__ in (None, ""):  # run as `python tuning/search.py`: the repository root holds the `tuning` package
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_percept.training.commands import _optional  # noqa: E402  (the train command's "none"-aware parser)
-from tuning.space import PRUNERS, SAMPLERS, SearchSpace  # noqa: E402
+from keras_percept.experiment.cli_args import default_or_text, none_or_text, optional_number, split_overrides
+from tuning.space import PRUNERS, SAMPLERS, SearchSpace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _none(text):
-    return None if text is None or str(text).strip().lower() in ("", "none", "null") else text
-
-
-def _default(text):
-    """For --sampler / --pruner, where "none" is a value: "default" (MLproject's) means the space's choice."""
-    return None if text is None or str(text).strip().lower() in ("", "default") else text
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuning/search.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=_optional(int, "--trials"), default=50,
+    p.add_argument("--trials", type=optional_number(int, "--trials"), default=50,
                    help="trials of the whole study (COMPLETE + PRUNED), shared by all workers; a FAIL is replaced, "
                         "not counted; default 50")
-    p.add_argument("--max-failures", type=_optional(int, "--max-failures"), default=None,
+    p.add_argument("--max-failures", type=optional_number(int, "--max-failures"), default=None,
                    help="no new trial starts once the study has this many FAIL trials (those re-queued after their "
                         "worker died aside); default: --trials")
     p.add_argument("--task", default="2afc", choices=("2afc", "iqa"),
-                   help="2afc (LPIPS on 2AFC, objective held-out 2AFC) or iqa (MOS regression, objective validation "
+                   help="2afc (LPIPS on 2AFC, objective selection 2AFC; test 2AFC reported) or iqa (MOS regression, objective validation "
                         "SRCC; test SRCC reported)")
     p.add_argument("--paradigm", default="lin", choices=("lin", "tune", "scratch"), help="2afc task only")
-    p.add_argument("--space", type=_none, default=None,
+    p.add_argument("--space", type=none_or_text, default=None,
                    help="search space YAML; default configs/search/<paradigm>.yaml (iqa: configs/search/iqa.yaml)")
-    p.add_argument("--config", type=_none, default=None,
+    p.add_argument("--config", type=none_or_text, default=None,
                    help="base training config YAML; default: paradigm defaults (iqa: IQAConfig defaults)")
-    p.add_argument("--study-name", type=_none, default=None, help="default <paradigm>-search (iqa: iqa-search)")
-    p.add_argument("--storage", type=_none, default=None,
+    p.add_argument("--study-name", type=none_or_text, default=None, help="default <paradigm>-search (iqa: iqa-search)")
+    p.add_argument("--storage", type=none_or_text, default=None,
                    help="journal:<file> (default tuning/studies/<study>.log; several processes on one host), "
                         "sqlite:///<file> (one process), postgresql://... (several machines)")
-    p.add_argument("--sampler", type=_default, default=None, choices=(None,) + SAMPLERS,
+    p.add_argument("--sampler", type=default_or_text, default=None, choices=(None,) + SAMPLERS,
                    help="default: the space's (tpe)")
-    p.add_argument("--pruner", type=_default, default=None, choices=(None,) + PRUNERS,
+    p.add_argument("--pruner", type=default_or_text, default=None, choices=(None,) + PRUNERS,
                    help="'none' turns pruning off; default: the space's (median)")
-    p.add_argument("--timeout", type=_optional(float, "--timeout"), default=None,
+    p.add_argument("--timeout", type=optional_number(float, "--timeout"), default=None,
                    help="seconds after which this process starts no new trial")
-    p.add_argument("--n-jobs", type=_optional(int, "--n-jobs"), default=1,
+    p.add_argument("--n-jobs", type=optional_number(int, "--n-jobs"), default=1,
                    help="worker processes on this host (processes, not threads: Keras's global state is per process)")
-    p.add_argument("--seed", type=_none, default="0", help="sampler seed (worker k uses seed + k); 'none': random")
+    p.add_argument("--seed", type=none_or_text, default="0", help="sampler seed (worker k uses seed + k); 'none': random")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every trial (repeatable; space-separated pairs accepted)")
-    p.add_argument("--output-dir", type=_none, default=None, help="trial folders; default runs/tuning/<study>")
-    p.add_argument("--experiment", type=_none, default=None, help="MLflow experiment; default the config's")
-    p.add_argument("--register-as", type=_none, default=None,
+    p.add_argument("--output-dir", type=none_or_text, default=None, help="trial folders; default runs/tuning/<study>")
+    p.add_argument("--experiment", type=none_or_text, default=None, help="MLflow experiment; default the config's")
+    p.add_argument("--register-as", type=none_or_text, default=None,
                    help="registered model name of the best metric; default keras_percept-<study>")
     p.add_argument("--top", type=int, default=10, help="rows of the final table")
     p.add_argument("--heartbeat-interval", type=int, default=10,
@@ -91,10 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     return p
-
-
-def _overrides(items) -> list[str]:
-    return [part for item in items for part in item.split() if part.lower() != "none"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +115,7 @@ def run(args, argv: list[str]) -> int:
     if not iqa and space.paradigm != args.paradigm:
         raise ValueError(f"The search space {space_path!r} is for paradigm {space.paradigm!r}. "
                          f"Received: --paradigm {args.paradigm}")
-    overrides = _overrides(args.overrides)
+    overrides = split_overrides(args.overrides)
     # Validates the fixed part before any trial: a bad --set fails once, not N times.
     if iqa:
         from keras_percept.iqa.config import load_iqa_config
@@ -228,7 +214,7 @@ def _progress(name: str, total: int, disable: bool):
 
 
 def _value_column(task: str) -> dict:
-    return {"value_name": "SRCC", "value_scale": 1.0} if task == "iqa" else {}
+    return {"value_name": "selection SRCC", "value_scale": 1.0} if task == "iqa" else {}
 
 
 def _log_study_summary(client, study, parent_id: str, args, wall: float) -> dict:
@@ -312,11 +298,12 @@ def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int
             mlflow.log_params(best.params)
             result = train(config, callbacks=[MLflowEpochLogger()], progress=False, verbose=0)
             log_training_outputs(result, register_as=register_as)
-        retrained = float(result.evaluation["lpips"]["mean"])
-        mlflow.log_metric("best_value_retrained", retrained)
+        retrained = float(result.selection_score)
+        test = float(result.evaluation["lpips"]["mean"])
+        mlflow.log_metrics({"best_value_retrained": retrained, "best_test_2afc_mean": test})
         mlflow.log_artifact(result.metric_path, "best_model")
-    print(f"best: trial {best.number}, held-out 2AFC {100 * best.value:.2f} % (retrained: {100 * retrained:.2f} %), "
-          f"params {best.params}")
+    print(f"best: trial {best.number}, selection 2AFC {100 * best.value:.2f} % (retrained: {100 * retrained:.2f} %); "
+          f"test 2AFC {100 * test:.2f} % (the val split, scored once); params {best.params}")
     print(f"metric: {os.path.abspath(result.metric_path)} (registered as {register_as!r}); "
           f"MLflow parent run {parent_id}")
     return 0

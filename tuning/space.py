@@ -13,7 +13,7 @@ import dataclasses
 import os
 from typing import Any, Mapping
 
-from keras_percept.training.config import read_yaml
+from keras_percept.experiment.config import read_yaml
 
 PARAM_TYPES = ("float", "int", "categorical")
 SAMPLERS = ("tpe", "random", "cmaes")

@@ -151,7 +151,7 @@ def run_until_budget(study, objective: Callable, budget: int, *, max_failures: i
     return started
 
 
-def top_trials_table(study, top: int = 10, *, value_name: str = "2AFC", value_scale: float = 100.0) -> str:
+def top_trials_table(study, top: int = 10, *, value_name: str = "selection 2AFC", value_scale: float = 100.0) -> str:
     """The best `top` finished trials (then the others), one line each: number, state, value, seconds, params.
 
     The value column is headed `value_name` and shows `value * value_scale`

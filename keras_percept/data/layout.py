@@ -71,12 +71,21 @@ class ItemIndex:
 
     def select(self, category: str) -> "ItemIndex":
         """The items of one category (skipped items are not carried over)."""
-        keep = [i for i, c in enumerate(self.categories) if c == category]
+        return self.subset([i for i, c in enumerate(self.categories) if c == category])
+
+    def subset(self, positions) -> "ItemIndex":
+        """The items at `positions`, in that order (skipped items are not carried over).
+
+        Example:
+
+        >>> first_ten = index_2afc("dataset", "train").subset(range(10))  # doctest: +SKIP
+        """
+        keep = [int(i) for i in positions]
         return dataclasses.replace(
             self,
             paths={d: [p[i] for i in keep] for d, p in self.paths.items()},
             labels=self.labels[keep],
-            categories=[category] * len(keep),
+            categories=[self.categories[i] for i in keep],
             ids=[self.ids[i] for i in keep],
             skipped=[],
         )

@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-
-def _none(text):
-    return None if text is None or str(text).strip().lower() in ("", "none", "null") else text
+from keras_percept.experiment.cli_args import none_or_text, optional_number, split_overrides
 
 
 def _bool(text: str) -> bool:
@@ -22,19 +20,13 @@ def _bool(text: str) -> bool:
 
 
 def _config_path(text):
-    path = _none(text)
+    path = none_or_text(text)
     if path is not None and not os.path.isfile(path):
         raise FileNotFoundError(f"--config must be a YAML file. Received: {path!r} (not found)")
     return path
 
 
-def _overrides(items) -> list[str]:
-    return [part for item in items for part in item.split() if part.lower() != "none"]
-
-
 def add_iqa(sub) -> None:
-    from keras_percept.training.commands import _optional
-
     iqa = sub.add_parser("iqa", help="Image-quality regression (MOS): train one model, or compare losses.")
     commands = iqa.add_subparsers(dest="iqa_command", required=True)
 
@@ -49,7 +41,7 @@ def add_iqa(sub) -> None:
                                                    "table and bar plot in MLflow.")
     c.add_argument("--config", default="configs/iqa/compare.yaml", help="YAML config with a `compare:` block")
     c.add_argument("--losses", default=None, help="comma-separated, e.g. l1,l2,srcc,rank,fidelity (default: config's)")
-    c.add_argument("--seeds", type=_optional(int, "--seeds"), default=None, help="repeats per loss (default: config's)")
+    c.add_argument("--seeds", type=optional_number(int, "--seeds"), default=None, help="repeats per loss (default: config's)")
     c.add_argument("--quick", nargs="?", const="true", default="false", type=_bool,
                    help="the config's `compare.quick` settings (CI); `--quick false` for MLflow's parameter")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -62,7 +54,7 @@ def run_iqa_train(args) -> None:
     from keras_percept.iqa.config import load_iqa_config
     from keras_percept.iqa.trainer import check_finite_run, train_iqa
 
-    config = load_iqa_config(_config_path(args.config), overrides=_overrides(args.overrides))
+    config = load_iqa_config(_config_path(args.config), overrides=split_overrides(args.overrides))
     if args.no_track:
         result = train_iqa(config, verbose=2)
     else:
@@ -82,6 +74,6 @@ def run_iqa_train(args) -> None:
 def run_compare_losses(args) -> None:
     from keras_percept.iqa.compare import compare_losses
 
-    losses = None if _none(args.losses) is None else [s.strip() for s in args.losses.split(",") if s.strip()]
+    losses = None if none_or_text(args.losses) is None else [s.strip() for s in args.losses.split(",") if s.strip()]
     compare_losses(_config_path(args.config), losses=losses, seeds=args.seeds, quick=args.quick,
-                   overrides=_overrides(args.overrides), track=not args.no_track)
+                   overrides=split_overrides(args.overrides), track=not args.no_track)

@@ -13,19 +13,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from keras_percept.training.config import (
-    NETS,
-    OPTIMIZERS,
-    SCHEDULES,
-    STRATEGIES,
-    OptimConfig,
-    _choice,
-    _in_range,
-    _merge,
-    _positive_int,
+from keras_percept.experiment.config import (
+    check_choice,
+    check_positive_int,
+    check_range,
+    merge_config,
     parse_override,
     read_yaml,
 )
+from keras_percept.training.config import NETS, OPTIMIZERS, SCHEDULES, STRATEGIES, OptimConfig
 
 #: `loss_type` → the `keras_percept.losses` registry name.
 LOSS_TYPES: dict[str, str] = {
@@ -153,7 +149,7 @@ class IQAConfig:
     def validate(self) -> "IQAConfig":
         """Raises `ValueError` naming the first invalid key; returns self."""
         m, d, o = self.model, self.data, self.optim
-        _choice("loss_type", self.loss_type, tuple(LOSS_TYPES))
+        check_choice("loss_type", self.loss_type, tuple(LOSS_TYPES))
         if not isinstance(self.loss_kwargs, Mapping):
             raise ValueError(f"`loss_kwargs` must be a mapping. Received: {self.loss_kwargs!r}")
         try:
@@ -163,23 +159,23 @@ class IQAConfig:
         except TypeError as err:
             raise ValueError(f"`loss_kwargs` must be arguments of loss {self.loss_type!r}. "
                              f"Received: {dict(self.loss_kwargs)!r} ({err})") from None
-        _choice("model.net", m.net, NETS)
-        _choice("model.mode", m.mode, MODES)
-        _choice("model.pooling", m.pooling, POOLINGS)
-        _choice("model.fusion", m.fusion, FUSIONS)
-        _choice("model.trunk_weights", m.trunk_weights, ("imagenet", None))
-        _choice("data.layout", d.layout, LAYOUTS)
-        _choice("optim.optimizer", o.optimizer, OPTIMIZERS)
-        _choice("optim.schedule", o.schedule, SCHEDULES)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("feature_cache", self.feature_cache, FEATURE_CACHE)
+        check_choice("model.net", m.net, NETS)
+        check_choice("model.mode", m.mode, MODES)
+        check_choice("model.pooling", m.pooling, POOLINGS)
+        check_choice("model.fusion", m.fusion, FUSIONS)
+        check_choice("model.trunk_weights", m.trunk_weights, ("imagenet", None))
+        check_choice("data.layout", d.layout, LAYOUTS)
+        check_choice("optim.optimizer", o.optimizer, OPTIMIZERS)
+        check_choice("optim.schedule", o.schedule, SCHEDULES)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("feature_cache", self.feature_cache, FEATURE_CACHE)
         if m.taps is not None and (not isinstance(m.taps, list) or not m.taps
                                    or not all(isinstance(t, int) and not isinstance(t, bool) for t in m.taps)):
             raise ValueError(f"`model.taps` must be a non-empty list of tap indices or null. Received: {m.taps!r}")
-        _in_range("model.dropout", m.dropout, 0.0, 1.0, high_open=True)
-        _in_range("model.drop_path", m.drop_path, 0.0, 1.0, high_open=True)
-        _in_range("optim.weight_decay", o.weight_decay, 0.0, None)
-        _in_range("optim.warmup_epochs", o.warmup_epochs, 0.0, None)
+        check_range("model.dropout", m.dropout, 0.0, 1.0, high_open=True)
+        check_range("model.drop_path", m.drop_path, 0.0, 1.0, high_open=True)
+        check_range("optim.weight_decay", o.weight_decay, 0.0, None)
+        check_range("optim.warmup_epochs", o.warmup_epochs, 0.0, None)
         if not isinstance(d.test_fraction, (int, float)) or not 0.0 < d.test_fraction < 1.0:
             raise ValueError(f"`data.test_fraction` must be in (0, 1). Received: {d.test_fraction!r}")
         if isinstance(d.val_fraction, bool) or not isinstance(d.val_fraction, (int, float)) \
@@ -191,7 +187,7 @@ class IQAConfig:
         for name, value in (("model.fusion_dim", m.fusion_dim), ("model.hidden", m.hidden),
                             ("data.patch_size", d.patch_size), ("data.train_patch_num", d.train_patch_num),
                             ("data.test_patch_num", d.test_patch_num), ("optim.epochs", o.epochs)):
-            _positive_int(name, value)
+            check_positive_int(name, value)
         if isinstance(d.batch_size, bool) or not isinstance(d.batch_size, int) or d.batch_size < 2:
             raise ValueError("`data.batch_size` must be an integer >= 2 (the rank losses compare samples within "
                              f"a batch). Received: {d.batch_size!r}")
@@ -199,7 +195,7 @@ class IQAConfig:
                             ("early_stopping_patience", self.early_stopping_patience),
                             ("steps_per_epoch", self.steps_per_epoch)):
             if value is not None:
-                _positive_int(name, value)
+                check_positive_int(name, value)
         if isinstance(o.learning_rate, bool) or not isinstance(o.learning_rate, (int, float)) \
                 or not o.learning_rate > 0:
             raise ValueError(f"`optim.learning_rate` must be a number > 0. Received: {o.learning_rate!r}")
@@ -237,7 +233,7 @@ def iqa_config_from_dict(values: Mapping) -> IQAConfig:
     # `loss_kwargs` is free-form: merged as a whole, not key by key against the (empty) default.
     loss_kwargs = dict(values.get("loss_kwargs") or {}) if isinstance(values.get("loss_kwargs", {}), Mapping) \
         else values["loss_kwargs"]
-    merged = _merge(defaults, {k: v for k, v in values.items() if k != "loss_kwargs"})
+    merged = merge_config(defaults, {k: v for k, v in values.items() if k != "loss_kwargs"})
     config = IQAConfig(
         **{k: v for k, v in merged.items() if k not in ("model", "data", "optim", "loss_kwargs")},
         loss_kwargs=loss_kwargs,

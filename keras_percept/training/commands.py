@@ -13,22 +13,8 @@ import json
 import os
 
 from keras_percept.atomic import atomic_write
+from keras_percept.experiment.cli_args import none_or_text, optional_number, split_overrides
 from keras_percept.training.config import NETS, PARADIGMS
-
-
-def _optional(kind, name: str):
-    def parse(text: str):
-        if text is None or str(text).strip().lower() in ("", "none", "null"):
-            return None
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {kind.__name__} or 'none'. Received: {text!r}")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0. Received: {text!r}")
-        return value
-
-    return parse
 
 
 def add_train(sub) -> None:
@@ -36,10 +22,10 @@ def add_train(sub) -> None:
     p.add_argument("--paradigm", default="lin", choices=PARADIGMS)
     p.add_argument("--config", default=None, help="YAML config (keys as in configs/lin.yaml); 'none': paradigm defaults")
     p.add_argument("--net", default=None, help=f"trunk: one of {', '.join(NETS)} or 'none' (config's)")
-    p.add_argument("--epochs", type=_optional(int, "--epochs"), default=None)
-    p.add_argument("--batch-size", type=_optional(int, "--batch-size"), default=None)
-    p.add_argument("--lr", type=_optional(float, "--lr"), default=None, help="learning rate")
-    p.add_argument("--restarts", type=_optional(int, "--restarts"), default=None,
+    p.add_argument("--epochs", type=optional_number(int, "--epochs"), default=None)
+    p.add_argument("--batch-size", type=optional_number(int, "--batch-size"), default=None)
+    p.add_argument("--lr", type=optional_number(float, "--lr"), default=None, help="learning rate")
+    p.add_argument("--restarts", type=optional_number(int, "--restarts"), default=None,
                    help="train N seeds, keep the best on validation, report the spread")
     p.add_argument("--seed", default=None, help="first seed (integer) or 'none'")
     p.add_argument("--strategy", default=None, help="auto, none, mirrored, multiworker, data_parallel")
@@ -53,29 +39,27 @@ def add_train(sub) -> None:
 def train_overrides(args) -> list[str]:
     """Command-line options → `key=value` config overrides (validated later by the config)."""
     out = []
-    if args.net and args.net.lower() != "none":
+    if none_or_text(args.net) is not None:
         out.append(f"model.net={args.net}")
     for value, key in ((args.epochs, "optim.epochs"), (args.batch_size, "data.batch_size"),
                        (args.lr, "optim.learning_rate"), (args.restarts, "restarts")):
         if value is not None:
             out.append(f"{key}={value}")
-    if args.seed is not None and args.seed.lower() != "none":
+    if none_or_text(args.seed) is not None:
         try:
             out.append(f"seed={int(args.seed)}")
         except ValueError:
             raise ValueError(f"--seed must be an integer or 'none'. Received: {args.seed!r}") from None
     if args.strategy:
         out.append(f"strategy={args.strategy}")
-    for item in args.overrides:
-        out.extend(part for part in item.split() if part.lower() != "none")
-    return out
+    return out + split_overrides(args.overrides)
 
 
 def run_train(args) -> None:
     from keras_percept.training.config import load_config
     from keras_percept.training.run import format_summary, run_training, summary_dict
 
-    config_path = None if args.config in (None, "", "none") else args.config
+    config_path = none_or_text(args.config)
     if config_path is not None and not os.path.isfile(config_path):
         raise FileNotFoundError(f"--config must be a YAML file. Received: {config_path!r} (not found)")
     config = load_config(config_path, paradigm=args.paradigm, overrides=train_overrides(args))
@@ -92,7 +76,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--dataset", default="embedded", help="'embedded' (default) or a BAPPS-layout root folder")
     p.add_argument("--against", default="l2",
                    help="paired comparison (bootstrap 95%% CI + permutation test) against l2, ssim, psnr or a .keras")
-    p.add_argument("--batch-size", type=_optional(int, "--batch-size"), default=50)
+    p.add_argument("--batch-size", type=optional_number(int, "--batch-size"), default=50)
     p.add_argument("--track", action="store_true", help="log the results to MLflow (on by default under mlflow run)")
     p.set_defaults(func=run_evaluate)
 
@@ -128,7 +112,7 @@ def run_evaluate(args) -> None:
     table = evaluate_2afc(fns, val)
     comparison = compare_paired(per_triplet_scores(fns["lpips"], val), per_triplet_scores(fns[against], val))
     jnd = evaluate_jnd_folder(fns, root, batch_size=args.batch_size)
-    print("held-out 2AFC (%):")
+    print("test 2AFC (%) (the val split):")
     print(format_table(table))
     if jnd:
         print("JND mAP per category (%):")
@@ -150,14 +134,13 @@ def _evaluation_root(dataset: str) -> str:
 
 def _log_evaluation(args, table, jnd, comparison) -> None:
     from keras_percept.training.evaluation import format_table, jnd_metrics
-    from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow
+    from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow, twoafc_metrics
 
     mlflow = import_mlflow()
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
     with mlflow.start_run(run_name="evaluate"):
         mlflow.log_params({"model": args.model, "dataset": args.dataset, "against": args.against})
-        for name, row in table.items():
-            mlflow.log_metrics({f"val2afc_{name}_{cat}": score for cat, score in row.items()})
+        mlflow.log_metrics(twoafc_metrics(table, "test"))
         mlflow.log_metrics(jnd_metrics(jnd))
         mlflow.log_metrics({"diff_vs_against": comparison.difference, "diff_ci_low": comparison.ci_difference[0],
                             "diff_ci_high": comparison.ci_difference[1], "paired_p_value": comparison.p_value})

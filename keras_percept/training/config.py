@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import yaml
+from keras_percept.experiment.config import (
+    check_choice,
+    check_positive_int,
+    check_range,
+    get_dotted,
+    merge_config,
+    parse_override,
+    read_yaml,
+)
 
 PARADIGMS = ("lin", "tune", "scratch")
 NETS = ("alex", "vgg", "squeeze", "effnet-lite0")
@@ -49,6 +56,10 @@ class DataConfig:
     """Where triplets come from. `dataset`: "embedded" (built offline) or a BAPPS root folder.
 
     `judge` labels the embedded set: "observer" (simulated) or "cvvdp" (ColorVideoVDP, `pip install cvvdp`).
+    `selection_fraction` of the training triplets form the selection split
+    (`keras_percept.data.selection`), which early stopping, the choice among
+    restarts and tuning see; the `val` split is the test split, scored once.
+    The carve is seeded by `seed`, so every restart and trial shares it.
     """
 
     dataset: str = "embedded"
@@ -61,6 +72,7 @@ class DataConfig:
     n_val: int = 1200
     n_jnd: int = 1200
     seed: int = 0
+    selection_fraction: float = 0.2
     crop_size: int | None = None
     flip_left_right: bool = False
     flip_up_down: bool = False
@@ -125,41 +137,45 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raises `ValueError` naming the first invalid key; returns self."""
-        _choice("paradigm", self.paradigm, PARADIGMS)
-        _choice("model.net", self.model.net, NETS)
-        _choice("model.version", str(self.model.version), ("0.1", "0.0"))
-        _choice("model.comparison", self.model.comparison, COMPARISONS)
-        _choice("model.trunk_weights", self.model.trunk_weights, ("imagenet", None))
-        _choice("optim.optimizer", self.optim.optimizer, OPTIMIZERS)
-        _choice("optim.schedule", self.optim.schedule, SCHEDULES)
-        _choice("nonneg", self.nonneg, NONNEG)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("feature_cache", self.feature_cache, FEATURE_CACHE)
-        _choice("lin_solver", self.lin_solver, LIN_SOLVERS)
-        _choice("precision", self.precision, PRECISIONS)
+        check_choice("paradigm", self.paradigm, PARADIGMS)
+        check_choice("model.net", self.model.net, NETS)
+        check_choice("model.version", str(self.model.version), ("0.1", "0.0"))
+        check_choice("model.comparison", self.model.comparison, COMPARISONS)
+        check_choice("model.trunk_weights", self.model.trunk_weights, ("imagenet", None))
+        check_choice("optim.optimizer", self.optim.optimizer, OPTIMIZERS)
+        check_choice("optim.schedule", self.optim.schedule, SCHEDULES)
+        check_choice("nonneg", self.nonneg, NONNEG)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("feature_cache", self.feature_cache, FEATURE_CACHE)
+        check_choice("lin_solver", self.lin_solver, LIN_SOLVERS)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.optim.unfreeze_every_epochs is not None:
-            _positive_int("optim.unfreeze_every_epochs", self.optim.unfreeze_every_epochs)
+            check_positive_int("optim.unfreeze_every_epochs", self.optim.unfreeze_every_epochs)
             if self.paradigm != "tune":
                 raise ValueError("`optim.unfreeze_every_epochs` (gradual unfreezing) applies to paradigm 'tune'. "
                                  f"Received: paradigm={self.paradigm!r}")
         steps = self.optim.gradient_accumulation_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
             raise ValueError(f"`optim.gradient_accumulation_steps` must be an integer >= 2 or null. Received: {steps!r}")
-        _in_range("l2sp", self.l2sp, 0.0, None)
-        _in_range("lin_l1", self.lin_l1, 0.0, None)
+        check_range("l2sp", self.l2sp, 0.0, None)
+        check_range("lin_l1", self.lin_l1, 0.0, None)
         if self.nonneg_strength is not None and not (
                 isinstance(self.nonneg_strength, (int, float)) and self.nonneg_strength > 0):
             raise ValueError(f"`nonneg_strength` must be > 0 or null. Received: {self.nonneg_strength!r}")
         if self.early_stopping_patience is not None:
-            _positive_int("early_stopping_patience", self.early_stopping_patience)
+            check_positive_int("early_stopping_patience", self.early_stopping_patience)
         if self.steps_per_epoch is not None:
-            _positive_int("steps_per_epoch", self.steps_per_epoch)
-        _in_range("model.dropout", self.model.dropout, 0.0, 1.0, high_open=True)
-        _in_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
+            check_positive_int("steps_per_epoch", self.steps_per_epoch)
+        check_range("model.dropout", self.model.dropout, 0.0, 1.0, high_open=True)
+        check_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
         if self.data.judge not in ("observer", "cvvdp"):
             raise ValueError(f"`data.judge` must be one of ('observer', 'cvvdp'). Received: {self.data.judge!r}")
-        _in_range("data.mixup_alpha", self.data.mixup_alpha, 0.0, None)
-        _in_range("optim.weight_decay", self.optim.weight_decay, 0.0, None)
+        check_range("data.mixup_alpha", self.data.mixup_alpha, 0.0, None)
+        if isinstance(self.data.selection_fraction, bool) or not isinstance(self.data.selection_fraction, (int, float)) \
+                or not 0.0 < self.data.selection_fraction < 1.0:
+            raise ValueError("`data.selection_fraction` must be a number in (0, 1) (the share of the training "
+                             f"triplets carved out for selection). Received: {self.data.selection_fraction!r}")
+        check_range("optim.weight_decay", self.optim.weight_decay, 0.0, None)
         if isinstance(self.optim.trunk_lr_factor, bool) or not isinstance(self.optim.trunk_lr_factor, (int, float)) \
                 or not self.optim.trunk_lr_factor > 0:
             raise ValueError(
@@ -167,7 +183,7 @@ class TrainConfig:
                 f"Received: {self.optim.trunk_lr_factor!r}")
         for name in ("data.patch_size", "data.batch_size", "data.n_train", "data.n_val", "data.n_jnd", "optim.epochs",
                      "restarts", "model.comparison_hidden"):
-            _positive_int(name, _get(self, name))
+            check_positive_int(name, get_dotted(self, name))
         if isinstance(self.optim.learning_rate, bool) or not isinstance(self.optim.learning_rate, (int, float)) \
                 or not self.optim.learning_rate > 0:
             raise ValueError(f"`optim.learning_rate` must be a number > 0. Received: {self.optim.learning_rate!r}")
@@ -215,87 +231,9 @@ PARADIGM_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e-4` (no dot) as a string; configs mean a float."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def read_yaml(text_or_stream):
-    """`yaml.safe_load` that also reads `1e-4` as a float."""
-    return yaml.load(text_or_stream, Loader=_Loader)
-
-
-def _get(config, dotted: str):
-    for part in dotted.split("."):
-        config = getattr(config, part)
-    return config
-
-
-def _choice(name: str, value, allowed: Sequence) -> None:
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {list(allowed)}. Received: {value!r}")
-
-
-def _in_range(name: str, value, low: float, high: float | None, *, high_open: bool = False) -> None:
-    bad = not isinstance(value, (int, float)) or value < low
-    if high is not None and not bad:
-        bad = value >= high if high_open else value > high
-    if bad:
-        upper = "" if high is None else (f", {high})" if high_open else f", {high}]")
-        interval = f"[{low}{upper}" if high is not None else f">= {low}"
-        raise ValueError(f"`{name}` must be in {interval}. Received: {value!r}")
-
-
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
-
-
-def _merge(base: dict, update: Mapping, path: str = "") -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        where = f"{path}{key}"
-        if key not in base:
-            raise ValueError(f"Unknown config key {where!r}. Known keys here: {sorted(base)}")
-        if isinstance(base[key], dict) and base[key] is not None:
-            if not isinstance(value, Mapping):
-                raise ValueError(f"Config key {where!r} must be a mapping. Received: {value!r}")
-            out[key] = _merge(base[key], value, f"{where}.")
-        else:
-            out[key] = value
-    return out
-
-
-def parse_override(text: str) -> dict:
-    """`"optim.learning_rate=3e-4"` → `{"optim": {"learning_rate": 0.0003}}` (values parsed as YAML).
-
-    Example:
-
-    >>> parse_override("data.flip=true")
-    {'data': {'flip': True}}
-    """
-    if "=" not in text:
-        raise ValueError(f"Overrides look like key.sub=value. Received: {text!r}")
-    key, raw = text.split("=", 1)
-    value = read_yaml(raw) if raw != "" else None
-    out: dict = {}
-    node = out
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
-
-
 def from_dict(values: Mapping) -> TrainConfig:
     """Builds and validates a `TrainConfig` from nested plain data (unknown keys are errors)."""
-    merged = _merge(dataclasses.asdict(TrainConfig()), values)
+    merged = merge_config(dataclasses.asdict(TrainConfig()), values)
     config = TrainConfig(
         **{k: v for k, v in merged.items() if k not in ("model", "data", "optim")},
         model=ModelConfig(**merged["model"]),
@@ -325,10 +263,10 @@ def load_config(
             raise ValueError(f"{path!r} must hold a YAML mapping. Received: {type(loaded).__name__}")
         values = dict(loaded)
     chosen = paradigm or values.get("paradigm", "lin")
-    _choice("paradigm", chosen, PARADIGMS)
-    layered = _merge(dataclasses.asdict(TrainConfig()), PARADIGM_DEFAULTS[chosen])
-    layered = _merge(layered, values)
+    check_choice("paradigm", chosen, PARADIGMS)
+    layered = merge_config(dataclasses.asdict(TrainConfig()), PARADIGM_DEFAULTS[chosen])
+    layered = merge_config(layered, values)
     layered["paradigm"] = chosen
     for text in overrides:
-        layered = _merge(layered, parse_override(text))
+        layered = merge_config(layered, parse_override(text))
     return from_dict(layered)

@@ -87,24 +87,41 @@ def channel_means_2afc(
     >>> means = channel_means_2afc(metric, root, "train")  # doctest: +SKIP
     >>> d0 = means["m0"] @ keras.ops.convert_to_numpy(metric.linear_weights())  # doctest: +SKIP
     """
-    from keras_percept.data import dataset_from_index, index_2afc
+    from keras_percept.data import index_2afc
 
     # The key needs file names, sizes, times and labels, not decoded pixels: a header check is enough
     # to find a cached result; on a miss the files are fully verified before the trunk reads them.
     index = index_2afc(root, split, categories, verify="header")
+    return channel_means(metric, index, patch_size=patch_size, batch_size=batch_size, cache=cache, progress=progress)
+
+
+def channel_means(metric: LPIPS, index, *, patch_size: int = 64, batch_size: int = 100, cache: bool = True,
+                  progress: bool = False) -> dict[str, np.ndarray]:
+    """`channel_means_2afc` of the triplets of an `ItemIndex` (e.g. one part of a split), in its order.
+
+    Example:
+
+    >>> fit, selection = carve_selection(index_2afc(root, "train", verify="header"), 0.2, seed=0)  # doctest: +SKIP
+    >>> means = channel_means(metric, selection)  # doctest: +SKIP
+    """
+    from keras_percept.data import dataset_from_index, index_2afc
+
     key = hashlib.sha1(f"{trunk_digest(metric)}|{_index_digest(index, patch_size)}".encode()).hexdigest()[:20]
-    path = os.path.join(cache_dir("cache", "features"), f"{metric.net}-{split}-{key}.npz")
+    path = os.path.join(cache_dir("cache", "features"), f"{metric.net}-{index.split}-{key}.npz")
     if cache and os.path.exists(path):
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files}
-    index = index_2afc(root, split, categories)
+    full = index_2afc(index.root, index.split, index.category_names)  # decodes every image: clear errors first
+    position = {(c, i): k for k, (c, i) in enumerate(zip(full.categories, full.ids))}
+    index = full.subset([position[(c, i)] for c, i in zip(index.categories, index.ids)])
     dataset = dataset_from_index(index, patch_size=patch_size, batch_size=batch_size)
     m0, m1 = [], []
     batches = dataset.as_numpy_iterator()
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, total=int(dataset.cardinality()), desc=f"caching {split} features", unit="batch")
+        batches = tqdm(batches, total=int(dataset.cardinality()), desc=f"caching {index.split} features",
+                       unit="batch")
     for (ref, p0, p1), _ in batches:
         a, b = _batch_means(metric, ref, p0, p1)
         m0.append(a)

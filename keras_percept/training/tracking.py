@@ -118,6 +118,11 @@ def current_learning_rate(optimizer) -> float:
 class MLflowEpochLogger(keras.callbacks.Callback):
     """Logs every epoch's Keras logs (losses, 2AFC) and the learning rate to the active MLflow run.
 
+    Keras names what `fit` validates on `val_*`; that is the selection split
+    (carved from the training data), so MLflow gets it as `selection_*`
+    (`val_twoafc` → `selection_twoafc`), never to be confused with the test
+    split, which a BAPPS folder calls `val`.
+
     optuna-integration's MLflow callback logs only at trial end and
     `mlflow.keras.autolog` cannot add our learning-rate and weight metrics,
     hence this small callback. An epoch the active run already holds (a
@@ -141,9 +146,29 @@ class MLflowEpochLogger(keras.callbacks.Callback):
         mlflow = import_mlflow()
         if epoch in self.logged:
             return
-        metrics = {f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        metrics = {f"{self.prefix}{_tracked_name(k)}": float(v) for k, v in (logs or {}).items() if _is_number(v)}
         metrics[f"{self.prefix}learning_rate"] = current_learning_rate(self.model.optimizer)
         mlflow.log_metrics(metrics, step=epoch)
+
+
+def _tracked_name(key: str) -> str:
+    return f"selection_{key[4:]}" if key.startswith("val_") else key
+
+
+def twoafc_metrics(table: Mapping[str, Mapping[str, float]], split: str) -> dict[str, float]:
+    """MLflow metrics of a 2AFC table: `<split>_2afc_<category>` for the evaluated metric (`"lpips"`),
+    `<split>_2afc_<name>_<category>` for the others; `split` is "test" or "selection".
+
+    Example:
+
+    >>> twoafc_metrics({"lpips": {"cnn": 0.7, "mean": 0.7}, "l2": {"cnn": 0.6, "mean": 0.6}}, "test")
+    {'test_2afc_cnn': 0.7, 'test_2afc_mean': 0.7, 'test_2afc_l2_cnn': 0.6, 'test_2afc_l2_mean': 0.6}
+    """
+    out = {}
+    for name, row in table.items():
+        prefix = f"{split}_2afc" if name == "lpips" else f"{split}_2afc_{name}"
+        out.update({f"{prefix}_{category}": float(value) for category, value in row.items()})
+    return out
 
 
 def _is_number(v) -> bool:
@@ -174,15 +199,16 @@ def model_requirements() -> list[str]:
 
 
 def log_training_outputs(result, *, register_as: str | None = None) -> None:
-    """Logs a finished `TrainResult`: evaluation table, plots, the `.keras` metric and an MLflow model."""
+    """Logs a finished `TrainResult`: selection and test 2AFC (`twoafc_metrics`), JND, plots, the `.keras`
+    metric and an MLflow model."""
     mlflow = import_mlflow()
     from keras_percept.training.evaluation import format_table, jnd_metrics
     from keras_percept.training.plots import plot_learning_curves, plot_linear_weights
 
-    for name, row in result.evaluation.items():
-        mlflow.log_metrics({f"val2afc_{name}_{cat}": score for cat, score in row.items()})
+    mlflow.log_metrics(twoafc_metrics({"lpips": result.selection}, "selection"))
+    mlflow.log_metrics(twoafc_metrics(result.evaluation, "test"))
     mlflow.log_metric("seconds", result.seconds)
-    mlflow.log_text(format_table(result.evaluation), "evaluation/2afc_table.txt")
+    mlflow.log_text(format_table(result.evaluation), "evaluation/test_2afc_table.txt")
     if result.jnd:
         mlflow.log_metrics(jnd_metrics(result.jnd))
         mlflow.log_text(format_table(result.jnd), "evaluation/jnd_table.txt")

@@ -18,7 +18,15 @@ from keras_percept.training.config import TrainConfig
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a run produced. `evaluation` maps distance name → {category: 2AFC score, "mean": ...}."""
+    """What a run produced.
+
+    `selection` is the metric's 2AFC on the selection split (carved from the
+    training data) per category, their `"mean"`, and `"all"` over every
+    selection triplet (`selection_score`): what restarts and tuning compare,
+    the quantity early stopping watches each epoch (Keras's `val_twoafc`). `evaluation` is the test split's (the folder's `val`,
+    scored once): distance name → {category: 2AFC score, "mean": ...}, empty
+    when `train(test=False)`.
+    """
 
     config: TrainConfig
     metric_path: str
@@ -27,6 +35,12 @@ class TrainResult:
     seconds: float
     model: Any = None
     jnd: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # JND mAP, as `evaluation`
+    selection: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def selection_score(self) -> float:
+        """The 2AFC over every selection triplet: what restarts and tuning compare."""
+        return self.selection["all"]
 
 
 def dataset_root(config: TrainConfig, progress: bool = True) -> str:
@@ -45,29 +59,62 @@ def dataset_root(config: TrainConfig, progress: bool = True) -> str:
     return config.data.dataset
 
 
-def make_datasets(config: TrainConfig, root: str, *, train: bool = True, first_epoch: int = 0):
-    """(train dataset, validation dataset, {category: validation dataset}); `train=False`: only the last.
+def selection_split(config: TrainConfig, root: str, *, verify: str = "full"):
+    """(triplets to fit on, selection triplets): `data.selection_fraction` of the `train` split carved out.
 
-    The training dataset holds the batches of epochs `first_epoch ...
-    optim.epochs - 1`, each epoch's order and augmentation drawn from
-    `(seed, epoch)` (`keras_percept.data.epochs`), so a resumed run sees the
-    batches of the uninterrupted one.
+    The selection split is what early stopping, the choice among restarts and
+    tuning score (`keras_percept.data.selection`); the `val` split (the test
+    split) is not read here.
+
+    Example:
+
+    >>> fit, selection = selection_split(config, dataset_root(config))  # doctest: +SKIP
     """
-    from keras_percept.data import TripletAugmentation, load_2afc, load_2afc_by_category
+    from keras_percept.data import index_2afc
+    from keras_percept.data.selection import carve_selection
 
     d = config.data
-    val_by_category = load_2afc_by_category(root, "val", d.val_categories, patch_size=d.patch_size,
-                                            batch_size=d.batch_size)
-    if not train:
-        return None, None, val_by_category
+    index = index_2afc(root, "train", d.train_categories, verify=verify)
+    return carve_selection(index, d.selection_fraction, seed=d.seed)
+
+
+def by_category(index, config: TrainConfig) -> dict:
+    """One unshuffled pipeline per category of an `ItemIndex` (for per-category 2AFC)."""
+    from keras_percept.data import dataset_from_index
+
+    d = config.data
+    return {c: dataset_from_index(index.select(c), patch_size=d.patch_size, batch_size=d.batch_size)
+            for c in index.category_names}
+
+
+def test_datasets(config: TrainConfig, root: str) -> dict:
+    """{category: pipeline} of the test split (the folder's `val`), read once, for the final evaluation."""
+    from keras_percept.data import load_2afc_by_category
+
+    d = config.data
+    return load_2afc_by_category(root, "val", d.val_categories, patch_size=d.patch_size, batch_size=d.batch_size)
+
+
+def make_datasets(config: TrainConfig, root: str, *, first_epoch: int = 0):
+    """(training dataset, selection dataset, {category: selection dataset}).
+
+    The training dataset holds the batches of epochs `first_epoch ...
+    optim.epochs - 1` of the fit part of the `train` split, each epoch's order
+    and augmentation drawn from `(seed, epoch)` (`keras_percept.data.epochs`),
+    so a resumed run sees the batches of the uninterrupted one.
+    """
+    from keras_percept.data import TripletAugmentation, dataset_from_index
+
+    d = config.data
+    fit, selection = selection_split(config, root)
     augment = TripletAugmentation(crop_size=d.crop_size, flip_left_right=d.flip_left_right,
                                   flip_up_down=d.flip_up_down, mixup_alpha=d.mixup_alpha,
                                   label_smoothing=d.label_smoothing)
-    train = load_2afc(root, "train", d.train_categories, patch_size=d.patch_size, batch_size=d.batch_size,
-                      shuffle=True, seed=config.seed, augment=augment, drop_remainder=True,
-                      epochs=config.optim.epochs, first_epoch=first_epoch, steps_per_epoch=config.steps_per_epoch)
-    val = load_2afc(root, "val", d.val_categories, patch_size=d.patch_size, batch_size=d.batch_size)
-    return train, val, val_by_category
+    train = dataset_from_index(fit, patch_size=d.patch_size, batch_size=d.batch_size, shuffle=True, seed=config.seed,
+                               augment=augment, drop_remainder=True, epochs=config.optim.epochs,
+                               first_epoch=first_epoch, steps_per_epoch=config.steps_per_epoch)
+    selection_ds = dataset_from_index(selection, patch_size=d.patch_size, batch_size=d.batch_size)
+    return train, selection_ds, by_category(selection, config)
 
 
 def build_callbacks(config: TrainConfig, run_dir: str, extra=(), monitor_groups=None) -> list:
@@ -116,27 +163,31 @@ def run_directory(config: TrainConfig) -> str:
 
 
 def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: int | str = "auto",
-          baselines: bool = True) -> TrainResult:
+          baselines: bool = True, test: bool = True) -> TrainResult:
     """Trains one metric as `config` says and saves it as `<run directory>/metric.keras`.
 
     `lin` without augmentation trains from cached per-channel feature means
     (`training.feature_cache`; exact with dropout off), optionally solved in
     one L-BFGS call (`lin_solver: lbfgs`); everything else runs `model.fit`
-    over the images. The held-out evaluation scores the saved metric per
-    category — on the images, or, for cached `lin`, exactly from the cached
-    validation means — next to L2, SSIM and PSNR (`baselines=False` skips
-    those three, which do not change between runs on the same data: tuning
-    trials use it). A run killed anywhere and started again with the same
-    config resumes from its last finished epoch (`build_callbacks`) and ends
-    with the uninterrupted run's weights: data order, augmentation and
-    dropout come from (seed, epoch), and the backup holds the optimizer,
-    early-stopping and history state.
+    over the images. Fitting uses the `train` split minus its selection part
+    (`data.selection_fraction`), whose 2AFC is Keras's `val_*` each epoch (what
+    early stopping watches) and `TrainResult.selection` at the end (what
+    restarts and tuning compare). With `test`, the saved metric is then scored
+    once on the test split (the folder's `val`) per category —
+    on the images, or, for cached `lin`, exactly from the cached means — next
+    to L2, SSIM and PSNR (`baselines=False` skips those three and the JND
+    table). Tuning trials pass `test=False`: they never read the test split.
+    A run killed anywhere and started again with the same config resumes
+    from its last finished epoch (`build_callbacks`) and ends with the
+    uninterrupted run's weights: data order, augmentation and dropout come
+    from (seed, epoch), and the backup holds the optimizer, early-stopping
+    and history state.
 
     Example:
 
     >>> from keras_percept.training import load_config, train
     >>> result = train(load_config(paradigm="lin", overrides=["optim.epochs=2"]))  # doctest: +SKIP
-    >>> result.evaluation["lpips"]["mean"]  # doctest: +SKIP
+    >>> result.selection_score, result.evaluation["lpips"]["mean"]  # doctest: +SKIP
     """
     from keras_percept.convert import save_model_atomic
     from keras_percept.training.evaluation import classical_distances, evaluate_2afc, evaluate_jnd_folder
@@ -149,11 +200,12 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     root = dataset_root(config, progress=progress)
     run_dir = run_directory(config)
     os.makedirs(run_dir, exist_ok=True)
-    val_means = None
+    selection_means = None
     backup = None
     with _precision(config.precision):
         if config.uses_feature_cache():
-            model, history, val_means, backup = _fit_cached_lin(config, root, run_dir, callbacks, progress, verbose)
+            model, history, selection_means, backup = _fit_cached_lin(config, root, run_dir, callbacks, progress,
+                                                                      verbose)
         else:
             model, history, backup = _fit_images(config, root, run_dir, scope, callbacks, verbose)
     metric = model.metric.with_options(dropout=0.0)
@@ -163,23 +215,40 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     save_model_atomic(metric, metric_path)
     if backup is not None:  # kept until now: a kill before the metric is saved resumes after the last epoch
         backup.delete()
-    distances = {} if val_means is not None else {"lpips": lambda a, b: metric.predict_on_batch((a, b))}
-    if baselines:
-        distances.update(classical_distances())
-    evaluation = {}
-    if distances:
-        _, _, val_by_category = make_datasets(config, root, train=False)
-        evaluation = evaluate_2afc(distances, val_by_category)
-    if val_means is not None:
-        from keras_percept.training.feature_cache import evaluate_cached
+    lpips = {"lpips": lambda a, b: metric.predict_on_batch((a, b))}
+    if selection_means is not None:
+        from keras_percept.training.feature_cache import channel_means_2afc, evaluate_cached
 
-        evaluation = {"lpips": evaluate_cached(val_means, keras.ops.convert_to_numpy(metric.linear_weights())),
-                      **evaluation}
-    jnd = {}
-    if baselines:  # not in tuning trials, whose objective is the 2AFC score
-        jnd = evaluate_jnd_folder({"lpips": lambda a, b: metric.predict_on_batch((a, b)), **classical_distances()},
-                                  root, patch_size=config.data.patch_size, batch_size=config.data.batch_size)
-    return TrainResult(config, metric_path, history, evaluation, time.time() - start, model, jnd)
+        weights = keras.ops.convert_to_numpy(metric.linear_weights())
+        selection = _with_pooled(evaluate_cached(selection_means, weights), list(selection_means["categories"]))
+    else:
+        selection_index = selection_split(config, root, verify="header")[1]
+        selection = _with_pooled(evaluate_2afc(lpips, by_category(selection_index, config))["lpips"],
+                                 selection_index.categories)
+    evaluation, jnd = {}, {}
+    if test:
+        distances = dict(classical_distances()) if baselines else {}
+        if selection_means is None:
+            distances = {**lpips, **distances}
+        if distances:
+            evaluation = evaluate_2afc(distances, test_datasets(config, root))
+        if selection_means is not None:
+            d = config.data
+            test_means = channel_means_2afc(model.metric, root, "val", d.val_categories, patch_size=d.patch_size,
+                                            progress=progress)
+            evaluation = {"lpips": evaluate_cached(test_means, weights), **evaluation}
+        if baselines:
+            jnd = evaluate_jnd_folder({**lpips, **classical_distances()}, root, patch_size=config.data.patch_size,
+                                      batch_size=config.data.batch_size)
+    return TrainResult(config, metric_path, history, evaluation, time.time() - start, model, jnd, selection)
+
+
+def _with_pooled(row: dict[str, float], categories: list) -> dict[str, float]:
+    """`row` plus `"all"`: the 2AFC over every triplet (categories weighted by their size), as Keras's
+    `val_twoafc` pools them; a split carved by photograph has categories of very different sizes."""
+    counts = {str(c): categories.count(c) for c in dict.fromkeys(categories)}
+    pooled = sum(row[c] * n for c, n in counts.items()) / sum(counts.values())
+    return {**row, "all": float(pooled)}
 
 
 def _compile(model, config: TrainConfig, steps: int, trunk=None) -> None:
@@ -208,9 +277,10 @@ def _steps_per_epoch(config: TrainConfig, train_ds, first_epoch: int) -> int:
     return steps
 
 
-def _fit(model, train_ds, val_ds, config: TrainConfig, callbacks: list, start: int, steps: int, verbose):
-    """`model.fit` from epoch `start`; the history of every epoch (those before a restart come from the backup)."""
-    model.fit(train_ds, validation_data=val_ds, epochs=config.optim.epochs, initial_epoch=start,
+def _fit(model, train_ds, selection_ds, config: TrainConfig, callbacks: list, start: int, steps: int, verbose):
+    """`model.fit` from epoch `start`, Keras's `val_*` on `selection_ds`; the history of every epoch (those
+    before a restart come from the backup)."""
+    model.fit(train_ds, validation_data=selection_ds, epochs=config.optim.epochs, initial_epoch=start,
               steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
     return callbacks[-1].history
 
@@ -241,12 +311,12 @@ def _fit_images(config: TrainConfig, root: str, run_dir: str, scope, callbacks, 
 
     fit_callbacks = build_callbacks(config, run_dir, callbacks)
     start, first = _first_epoch(config, fit_callbacks)
-    train_ds, val_ds, _ = make_datasets(config, root, first_epoch=first)
+    train_ds, selection_ds, _ = make_datasets(config, root, first_epoch=first)
     steps = _steps_per_epoch(config, train_ds, first)
     with scope:
         model = build_twoafc_model(config)
         _compile(model, config, steps, trunk=model.metric.backbone)
-    history = _fit(model, train_ds, val_ds, config, fit_callbacks, start, steps, verbose)
+    history = _fit(model, train_ds, selection_ds, config, fit_callbacks, start, steps, verbose)
     return model, history, fit_callbacks[-1]
 
 
@@ -256,34 +326,34 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
         CachedLinModel,
         assign_linear_weights,
         cached_dataset,
-        channel_means_2afc,
+        channel_means,
         solve_lbfgs,
     )
     from keras_percept.training.model_builder import build_twoafc_model
 
     d = config.data
     model = build_twoafc_model(config)
-    means = {split: channel_means_2afc(model.metric, root, split, cats, patch_size=d.patch_size, progress=progress)
-             for split, cats in (("train", d.train_categories), ("val", d.val_categories))}
+    means = {name: channel_means(model.metric, index, patch_size=d.patch_size, progress=progress)
+             for name, index in zip(("fit", "selection"), selection_split(config, root, verify="header"))}
     if config.lin_solver == "lbfgs":
-        weights, info = solve_lbfgs(means["train"], keras.ops.convert_to_numpy(model.metric.linear_weights()),
+        weights, info = solve_lbfgs(means["fit"], keras.ops.convert_to_numpy(model.metric.linear_weights()),
                                     l1=config.lin_l1)
         assign_linear_weights(model.metric, weights)
         model.comparison.scale_weight.assign(1.0)
         history = {"lbfgs_loss": [info["loss"]], "lbfgs_iterations": [float(info["iterations"])]}
-        return model, history, means["val"], None
+        return model, history, means["selection"], None
     cached = CachedLinModel(model.metric, model.comparison, dropout=config.model.dropout, name="cached_lin")
-    smoothed = dict(means["train"], h=means["train"]["h"] * (1 - d.label_smoothing) + 0.5 * d.label_smoothing)
+    smoothed = dict(means["fit"], h=means["fit"]["h"] * (1 - d.label_smoothing) + 0.5 * d.label_smoothing)
     fit_callbacks = build_callbacks(config, run_dir, callbacks, monitor_groups={"lin": [cached.linear.kernel]})
     start, first = _first_epoch(config, fit_callbacks)
     train_ds = cached_dataset(smoothed, d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True,
                               epochs=config.optim.epochs, first_epoch=first, steps_per_epoch=config.steps_per_epoch)
     steps = _steps_per_epoch(config, train_ds, first)
     _compile(cached, config, steps)
-    history = _fit(cached, train_ds, cached_dataset(means["val"], d.batch_size), config, fit_callbacks, start, steps,
-                   verbose)
+    history = _fit(cached, train_ds, cached_dataset(means["selection"], d.batch_size), config, fit_callbacks, start,
+                   steps, verbose)
     cached.write_back(model.metric)
-    return model, history, means["val"], fit_callbacks[-1]
+    return model, history, means["selection"], fit_callbacks[-1]
 
 
 def mean_and_spread(values: list[float]) -> tuple[float, float]:

@@ -126,7 +126,7 @@ def test_compare_losses_quick_lands_in_mlflow(tmp_path, monkeypatch, capsys):
         assert child.info.status == "FINISHED"
         assert math.isfinite(child.data.metrics["test_srcc"]) and "test_plcc" in child.data.metrics
         assert math.isfinite(child.data.metrics["selected_val_srcc"])
-        assert len(client.get_metric_history(child.info.run_id, "val_srcc")) == 2  # per epoch
+        assert len(client.get_metric_history(child.info.run_id, "selection_srcc")) == 2  # per epoch
     assert parent.info.status == "FINISHED"
     for loss in ("l1", "srcc"):
         assert math.isfinite(parent.data.metrics[f"srcc_mean_{loss}"])
@@ -194,6 +194,6 @@ def test_search_task_iqa_runs_two_tracked_trials(tmp_path, monkeypatch):
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in trials}
     for t in study.trials:
         run = by_number[t.number]
-        assert t.value == pytest.approx(client.get_metric_history(run.info.run_id, "val_srcc")[-1].value, abs=1e-6)
+        assert t.value == pytest.approx(client.get_metric_history(run.info.run_id, "selection_srcc")[-1].value, abs=1e-6)
         assert run.data.metrics["objective"] == pytest.approx(t.value)
-    assert all(len(client.get_metric_history(r.info.run_id, "val_srcc")) == 2 for r in trials)
+    assert all(len(client.get_metric_history(r.info.run_id, "selection_srcc")) == 2 for r in trials)

@@ -92,7 +92,7 @@ def test_mlflow_run_trains_logs_and_saves_a_loadable_metric(paradigm, project_en
            "-P", f"overrides={overrides}", "--experiment-name", "mlproject-test"]
     done = subprocess.run(cmd, env=env, cwd=str(base), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "held-out 2AFC (%)" in done.stdout
+    assert "selection 2AFC" in done.stdout and "test 2AFC (%)" in done.stdout
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("mlproject-test")
@@ -103,7 +103,8 @@ def test_mlflow_run_trains_logs_and_saves_a_loadable_metric(paradigm, project_en
     assert run.data.params["config.paradigm"] == paradigm
     assert run.data.params["config.optim.epochs"] == "1"
     assert run.data.params["config.model.trunk_weights"] == ("None" if paradigm == "scratch" else "imagenet")
-    assert {"loss", "val_twoafc", "learning_rate", "val2afc_lpips_mean", "val2afc_ssim_mean"} <= set(run.data.metrics)
+    assert {"loss", "selection_twoafc", "learning_rate", "selection_2afc_all", "test_2afc_mean",
+            "test_2afc_ssim_mean"} <= set(run.data.metrics)
     if paradigm != "lin":
         assert "trunk_drift" in run.data.metrics and run.data.metrics["trunk_drift"] > 0
     resolved = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config/resolved.yaml", str(base))))

@@ -1,4 +1,4 @@
-"""Fixtures of the tuning tests: the repository root on sys.path (for `tuning.*`), tiny data, a throw-away PostgreSQL."""
+"""Fixtures of the tuning tests: tiny data, a throw-away PostgreSQL (`tuning` is installed with the package)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import tempfile
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 
 @pytest.fixture(scope="session")

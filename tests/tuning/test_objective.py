@@ -30,10 +30,12 @@ def mlflow_parent(tmp_path, monkeypatch):
 
 
 def fake_train(history, value=0.8, raises=None):
-    def train(config, callbacks=(), progress=True, verbose=0, baselines=True):
+    def train(config, callbacks=(), progress=True, verbose=0, baselines=True, test=True):
+        assert not test, "a trial never reads the test split"
         if raises:
             raise raises
-        return types.SimpleNamespace(history=history, evaluation={"lpips": {"mean": value}}, seconds=0.1)
+        return types.SimpleNamespace(history=history, selection={"mean": value, "all": value}, selection_score=value,
+                                     evaluation={}, seconds=0.1)
 
     return train
 
