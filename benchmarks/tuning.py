@@ -24,6 +24,10 @@ import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# This script is named like the installed `tuning` package it drives: its own folder, first on the import
+# path when run as `python benchmarks/tuning.py`, would shadow that package.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 QUICK = ["data.n_train=400", "data.n_val=210", "data.n_jnd=40"]
 

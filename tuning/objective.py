@@ -109,8 +109,8 @@ class Objective:
     For a search space with `task: iqa` a trial is a `train_iqa` run of an
     `IQAConfig`, and the objective is its validation SRCC
     (`result.val_scores["srcc"]`, on `data.val_fraction` of the training
-    images): the test split is only reported (`test_srcc` etc.), never
-    used to select.
+    images); as for 2AFC, a trial never reads the test split
+    (`train_iqa(test=False)`): the retrained best trial reports `test_srcc`.
 
     Args:
         space: a `tuning.space.SearchSpace`.
@@ -206,7 +206,7 @@ class Objective:
             train = self.train_fn or train_iqa
             try:
                 result = train(config, callbacks=[MLflowEpochLogger(), pruning_callback(trial, self.space.monitor)],
-                               verbose=self.verbose)
+                               verbose=self.verbose, test=False)
             finally:
                 keras.backend.clear_session()
                 gc.collect()
@@ -216,8 +216,7 @@ class Objective:
                 raise ValueError("The IQA search selects on the validation split: `data.val_fraction` must be > 0. "
                                  f"Received: data.val_fraction={config.data.val_fraction}")
             value = float(result.val_scores["srcc"])
-            mlflow.log_metrics({"objective": value, "seconds": float(result.seconds),
-                                **{f"test_{name}": v for name, v in result.scores.items()}})
+            mlflow.log_metrics({"objective": value, "seconds": float(result.seconds)})
         return value
 
 

@@ -190,9 +190,10 @@ def run(args, argv: list[str]) -> int:
 
 
 def _spawn_workers(argv: list[str], n_jobs: int) -> list[subprocess.Popen]:
-    script = os.path.abspath(__file__)
-    return [subprocess.Popen([sys.executable, script, *argv, "--worker", "--worker-index", str(k), "--no-progress"])
-            for k in range(1, n_jobs)]
+    # Same working directory (relative storage and tracking paths); `-m` finds the installed package, or the
+    # project folder under `mlflow run`, which does not install the project.
+    return [subprocess.Popen([sys.executable, "-m", "tuning.search", *argv, "--worker", "--worker-index", str(k),
+                              "--no-progress"]) for k in range(1, n_jobs)]
 
 
 @contextlib.contextmanager
@@ -248,6 +249,13 @@ def _log_study_and_best(client, study, parent_id: str, args, wall: float):
     return best
 
 
+def _parent_run(mlflow, parent_id: str):
+    """The study's parent run, reopened in its own experiment: an earlier `mlflow.set_experiment` in this
+    process (a training run before the study, as `benchmarks/tuning.py` does) may name another one."""
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(parent_id).info.experiment_id)
+    return mlflow.start_run(run_id=parent_id)
+
+
 def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) -> int:
     """Parent-run summary of an IQA study; the best trial retrained and its `.keras` logged."""
     from keras_percept.iqa.config import load_iqa_config
@@ -261,7 +269,7 @@ def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) ->
         return 1
     config = load_iqa_config(args.config, overrides=objective.config_overrides(
         best.params, os.path.join(objective.output_dir, "best")))
-    with mlflow.start_run(run_id=parent_id):
+    with _parent_run(mlflow, parent_id):
         with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
                               tags={"optuna.role": "best", "optuna.trial_number": str(best.number), **worker_tag()}):
             mlflow.log_params(best.params)
@@ -292,7 +300,7 @@ def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int
     config = load_config(args.config, paradigm=args.paradigm, overrides=objective.config_overrides(
         best.params, os.path.join(objective.output_dir, "best")))
     register_as = args.register_as or base.register_model or f"keras_percept-{study.study_name}"
-    with mlflow.start_run(run_id=parent_id):
+    with _parent_run(mlflow, parent_id):
         with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
                               tags={"optuna.role": "best", "optuna.trial_number": str(best.number), **worker_tag()}):
             mlflow.log_params(best.params)

@@ -158,7 +158,7 @@ def compare_losses(config_path: str | None = None, *, losses: Sequence[str] | No
     """Trains one model per (loss, seed) with everything else fixed; returns (and logs) the comparison.
 
     Every run is an MLflow child run (params, per-epoch validation metrics
-    `val_srcc` etc., final `test_srcc` etc. and `selected_val_srcc` etc.,
+    `selection_srcc` etc. (Keras's `val_srcc`), final `test_srcc` etc. and `selected_val_srcc` etc.,
     status) of one parent run, which gets the table
     (`comparison/table.md`, `comparison/table.csv`), per-loss summary
     metrics and a bar plot with error bars (`comparison/srcc_plcc.png`). A

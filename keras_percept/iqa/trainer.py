@@ -173,7 +173,7 @@ def run_directory(config: IQAConfig) -> str:
 
 
 def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
-              feature_memo: dict | None = None) -> IQAResult:
+              feature_memo: dict | None = None, test: bool = True) -> IQAResult:
     """Trains an IQA model as `config` says; saves `<run dir>/model.keras` and `<run dir>/config.yaml`.
 
     `model.fit` runs under `select_strategy(config.strategy)`. With a frozen
@@ -189,7 +189,8 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
     in the logs that `callbacks` see); with `early_stopping_patience`
     training stops when `val_srcc` has not improved for that many epochs,
     and the best epoch's weights are kept. The test split is scored once,
-    with the kept weights (`IQAResult.scores`). A NaN loss stops training
+    with the kept weights (`IQAResult.scores`; empty with `test=False`, as
+    tuning trials run: they never read the test split). A NaN loss stops training
     (`TerminateOnNaN`). A killed run started again with the same config
     resumes from its last finished epoch (`ResumableBackup` in
     `<run dir>/backup`, with the early-stopping state) and ends with the
@@ -259,7 +260,7 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
     history = backup.history  # every epoch's, those before a restart too
     # Of the weights kept (the best validation epoch's under early stopping); the test split's only use.
     val_scores = validation.scores() if validation is not None else {}
-    scores = IQAEvaluation(predict["test"], test_table.mos, d.test_patch_num).scores()
+    scores = IQAEvaluation(predict["test"], test_table.mos, d.test_patch_num).scores() if test else {}
     model_path = os.path.join(run_dir, "model.keras")
     save_model_atomic(model, model_path)
     backup.delete()  # kept until now: a kill before the model is saved resumes after the last epoch
@@ -349,10 +350,12 @@ def _feature_key(config: IQAConfig, model, memo: dict) -> str:
 
 
 def check_finite_run(result: IQAResult) -> None:
-    """Raises `FloatingPointError` when a loss went NaN/inf or the test SRCC is not finite (a failed run)."""
+    """Raises `FloatingPointError` when a loss went NaN/inf or the SRCC of a scored split (test, else
+    validation: a tuning trial scores no test split) is not finite (a failed run)."""
     for key, series in result.history.items():
         if "loss" in key and any(not math.isfinite(v) for v in series):
             epoch = next(i for i, v in enumerate(series) if not math.isfinite(v))
             raise FloatingPointError(f"`{key}` became {series[epoch]} at epoch {epoch}: training diverged.")
-    if not math.isfinite(result.scores.get("srcc", float("nan"))):
-        raise FloatingPointError(f"The test SRCC is {result.scores.get('srcc')}: the predictions are not finite.")
+    split, scores = ("test", result.scores) if result.scores else ("validation", result.val_scores)
+    if not math.isfinite(scores.get("srcc", float("nan"))):
+        raise FloatingPointError(f"The {split} SRCC is {scores.get('srcc')}: the predictions are not finite.")

@@ -26,7 +26,7 @@ def add_train(sub) -> None:
     p.add_argument("--batch-size", type=optional_number(int, "--batch-size"), default=None)
     p.add_argument("--lr", type=optional_number(float, "--lr"), default=None, help="learning rate")
     p.add_argument("--restarts", type=optional_number(int, "--restarts"), default=None,
-                   help="train N seeds, keep the best on validation, report the spread")
+                   help="train N seeds, keep the best on the selection split, report the test spread")
     p.add_argument("--seed", default=None, help="first seed (integer) or 'none'")
     p.add_argument("--strategy", default=None, help="auto, none, mirrored, multiworker, data_parallel")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -71,7 +71,7 @@ def run_train(args) -> None:
 
 
 def add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="Held-out 2AFC (per category) and JND mAP of a saved metric vs. L2/SSIM/PSNR.")
+    p = sub.add_parser("evaluate", help="Test 2AFC (the val split, per category) and JND mAP of a saved metric vs. L2/SSIM/PSNR.")
     p.add_argument("--model", required=True, help="a metric saved as .keras")
     p.add_argument("--dataset", default="embedded", help="'embedded' (default) or a BAPPS-layout root folder")
     p.add_argument("--against", default="l2",

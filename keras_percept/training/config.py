@@ -170,6 +170,8 @@ class TrainConfig:
         check_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
         if self.data.judge not in ("observer", "cvvdp"):
             raise ValueError(f"`data.judge` must be one of ('observer', 'cvvdp'). Received: {self.data.judge!r}")
+        if isinstance(self.data.seed, bool) or not isinstance(self.data.seed, int) or self.data.seed < 0:
+            raise ValueError(f"`data.seed` must be an integer >= 0. Received: {self.data.seed!r}")
         check_range("data.mixup_alpha", self.data.mixup_alpha, 0.0, None)
         if isinstance(self.data.selection_fraction, bool) or not isinstance(self.data.selection_fraction, (int, float)) \
                 or not 0.0 < self.data.selection_fraction < 1.0:

@@ -1,4 +1,4 @@
-"""Held-out evaluation: 2AFC per category for a learned metric and the classical baselines."""
+"""Evaluation: 2AFC per category (selection or test split) for a learned metric and the classical baselines."""
 
 from __future__ import annotations
 

@@ -92,28 +92,40 @@ def channel_means_2afc(
     # The key needs file names, sizes, times and labels, not decoded pixels: a header check is enough
     # to find a cached result; on a miss the files are fully verified before the trunk reads them.
     index = index_2afc(root, split, categories, verify="header")
+    if not (cache and has_cached_means(metric, index, patch_size=patch_size)):
+        index = index_2afc(root, split, categories)
     return channel_means(metric, index, patch_size=patch_size, batch_size=batch_size, cache=cache, progress=progress)
+
+
+def cache_path(metric: LPIPS, index, *, patch_size: int = 64) -> str:
+    """Where `channel_means` keeps the means of `index`'s triplets (keyed by the trunk, files and labels)."""
+    key = hashlib.sha1(f"{trunk_digest(metric)}|{_index_digest(index, patch_size)}".encode()).hexdigest()[:20]
+    return os.path.join(cache_dir("cache", "features"), f"{metric.net}-{index.split}-{key}.npz")
+
+
+def has_cached_means(metric: LPIPS, index, *, patch_size: int = 64) -> bool:
+    """True when `channel_means(metric, index)` would read its result from the cache."""
+    return os.path.exists(cache_path(metric, index, patch_size=patch_size))
 
 
 def channel_means(metric: LPIPS, index, *, patch_size: int = 64, batch_size: int = 100, cache: bool = True,
                   progress: bool = False) -> dict[str, np.ndarray]:
     """`channel_means_2afc` of the triplets of an `ItemIndex` (e.g. one part of a split), in its order.
 
+    The files are read as `index` lists them: build it with `verify="full"` on a cache miss
+    (`has_cached_means`) for errors that name the bad file before the trunk reads it.
+
     Example:
 
-    >>> fit, selection = carve_selection(index_2afc(root, "train", verify="header"), 0.2, seed=0)  # doctest: +SKIP
+    >>> fit, selection = carve_selection(index_2afc(root, "train"), 0.2, seed=0)  # doctest: +SKIP
     >>> means = channel_means(metric, selection)  # doctest: +SKIP
     """
-    from keras_percept.data import dataset_from_index, index_2afc
+    from keras_percept.data import dataset_from_index
 
-    key = hashlib.sha1(f"{trunk_digest(metric)}|{_index_digest(index, patch_size)}".encode()).hexdigest()[:20]
-    path = os.path.join(cache_dir("cache", "features"), f"{metric.net}-{index.split}-{key}.npz")
+    path = cache_path(metric, index, patch_size=patch_size)
     if cache and os.path.exists(path):
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files}
-    full = index_2afc(index.root, index.split, index.category_names)  # decodes every image: clear errors first
-    position = {(c, i): k for k, (c, i) in enumerate(zip(full.categories, full.ids))}
-    index = full.subset([position[(c, i)] for c, i in zip(index.categories, index.ids)])
     dataset = dataset_from_index(index, patch_size=patch_size, batch_size=batch_size)
     m0, m1 = [], []
     batches = dataset.as_numpy_iterator()

@@ -18,14 +18,14 @@ def _pyplot():
 
 
 def plot_learning_curves(history: Mapping[str, Sequence[float]], path: str) -> None:
-    """Loss and 2AFC score per epoch, training and validation side by side."""
+    """Loss and 2AFC score per epoch, training and selection split (Keras's `val_*`) side by side."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key in zip(axes, ("loss", "twoafc")):
         for prefix, style in (("", "-o"), ("val_", "--s")):
             values = history.get(prefix + key)
             if values:
-                ax.plot(np.arange(1, len(values) + 1), values, style, label=prefix + key)
+                ax.plot(np.arange(1, len(values) + 1), values, style, label=f"{'selection' if prefix else 'train'} {key}")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.legend()

@@ -37,7 +37,7 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
     the training triplets, the same for every seed); the test split is
     reported. With `track`, one MLflow run holds the resolved config, the
     per-epoch metrics (`selection_twoafc` etc.; for several restarts, one
-    nested run per seed with its `selection_2afc_mean` and `test_2afc_mean`),
+    nested run per seed with its `selection_2afc_all` and `test_2afc_mean`),
     the chosen metric's selection 2AFC and its test 2AFC table next to
     L2 / SSIM / PSNR (`selection_2afc_*`, `test_2afc_*`), the restarts'
     test mean and spread, plots, and the best metric as a `.keras` artifact and an MLflow

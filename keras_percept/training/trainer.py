@@ -1,4 +1,4 @@
-"""One training run: config → data → model → fit → held-out evaluation → saved metric."""
+"""One training run: config → data (fit / selection / test) → model → fit → selection and test scores → saved metric."""
 
 from __future__ import annotations
 
@@ -327,14 +327,18 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
         assign_linear_weights,
         cached_dataset,
         channel_means,
+        has_cached_means,
         solve_lbfgs,
     )
     from keras_percept.training.model_builder import build_twoafc_model
 
     d = config.data
     model = build_twoafc_model(config)
-    means = {name: channel_means(model.metric, index, patch_size=d.patch_size, progress=progress)
-             for name, index in zip(("fit", "selection"), selection_split(config, root, verify="header"))}
+    parts = selection_split(config, root, verify="header")  # enough to find cached means
+    if not all(has_cached_means(model.metric, part, patch_size=d.patch_size) for part in parts):
+        parts = selection_split(config, root)  # decodes every file once: errors name it before the trunk runs
+    means = {name: channel_means(model.metric, part, patch_size=d.patch_size, progress=progress)
+             for name, part in zip(("fit", "selection"), parts)}
     if config.lin_solver == "lbfgs":
         weights, info = solve_lbfgs(means["fit"], keras.ops.convert_to_numpy(model.metric.linear_weights()),
                                     l1=config.lin_l1)

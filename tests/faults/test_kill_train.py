@@ -110,7 +110,7 @@ with open(os.path.join(out, "result.json"), "w") as f:
 """
 
 TINY = dict(seed=5, n_train=100, n_val=30, n_jnd=30, patch_size=32, progress=False)
-COMMON = ["data.patch_size=32", "data.batch_size=20", "optim.epochs=4", "early_stopping_patience=2",
+COMMON = ["data.patch_size=32", "data.batch_size=20", "optim.epochs=3", "early_stopping_patience=2",
           "feature_cache=false"]
 
 
@@ -194,8 +194,8 @@ def check_resumed_equals_straight(straight: dict, resumed: dict, label: str) -> 
 
 def test_lin_through_the_trunk_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tiny_root, tmp_path):
     overrides = COMMON + ["model.dropout=0.5", "data.flip_left_right=true"]
-    straight, resumed = kill_and_resume(tmp_path, "lin", tiny_root, overrides, kill_point="2 2")
-    assert len(straight["history"]["loss"]) == 4 or straight["early_stopping"][-1]["stopped_epoch"] > 0
+    straight, resumed = kill_and_resume(tmp_path, "lin", tiny_root, overrides, kill_point="1 1")
+    assert len(straight["history"]["loss"]) == 3 or straight["early_stopping"][-1]["stopped_epoch"] > 0
     check_resumed_equals_straight(straight, resumed, "lin (trunk)")
 
 
@@ -203,18 +203,18 @@ def test_lin_through_the_trunk_killed_mid_epoch_resumes_to_the_uninterrupted_wei
 def test_tune_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tiny_root, tmp_path):
     """`tune` (pretrained trunk at a lower rate: two optimizers' state). `scratch` takes the same path
     (`_fit_images`) as the per-backend lin case; with `model.net=squeeze` it resumed exactly (0.0)."""
-    straight, resumed = kill_and_resume(tmp_path, "tune", tiny_root, COMMON + ["model.dropout=0.5"], "2 1")
+    straight, resumed = kill_and_resume(tmp_path, "tune", tiny_root, COMMON + ["model.dropout=0.5"], "1 1")
     check_resumed_equals_straight(straight, resumed, "tune")
 
 
-IQA = ["data.n_train=48", "data.n_test=16", "data.batch_size=16", "data.train_patch_num=2", "optim.epochs=4",
+IQA = ["data.n_train=48", "data.n_test=16", "data.batch_size=16", "data.train_patch_num=2", "optim.epochs=3",
        "model.net=squeeze", "model.trunk_weights=null", "model.trunk_trainable=true", "model.dropout=0.5",
        "early_stopping_patience=2"]
 
 
 @pytest.mark.one_pass  # CI time: the IQA trainer's backend code (Keras fit, dropout) is the lin case's
 def test_iqa_trainer_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
-    straight, resumed = kill_and_resume(tmp_path, "iqa", "-", IQA, kill_point="2 1")
+    straight, resumed = kill_and_resume(tmp_path, "iqa", "-", IQA, kill_point="1 1")
     check_resumed_equals_straight(straight, resumed, "iqa")
 
 
@@ -225,7 +225,7 @@ def test_a_killed_tracked_run_continues_its_mlflow_run(tiny_root, tmp_path):
     # `sqlite:///mlflow.db` is relative to each child's folder: the straight and the killed run each have a store.
     overrides = ["lin", *COMMON, "feature_cache=auto", "model.dropout=0.5", "early_stopping_patience=null",
                  "tracking_uri=sqlite:///mlflow.db", "experiment=kill-test"]
-    straight, resumed = kill_and_resume(tmp_path, "tracked", tiny_root, overrides, kill_point="2 2")
+    straight, resumed = kill_and_resume(tmp_path, "tracked", tiny_root, overrides, kill_point="1 1")
     check_resumed_equals_straight(straight, resumed, "lin (cached), tracked")
     histories = {}
     for name in ("straight", "killed"):
@@ -234,7 +234,7 @@ def test_a_killed_tracked_run_continues_its_mlflow_run(tiny_root, tmp_path):
         assert [r.info.status for r in runs] == ["FINISHED"], f"{name}: one run, FINISHED"
         for key in ("loss", "selection_twoafc", "learning_rate", "lin_drift", "lin_update_norm"):
             history = sorted(client.get_metric_history(runs[0].info.run_id, key), key=lambda m: m.step)
-            assert [m.step for m in history] == [0, 1, 2, 3], f"{name} {key}: each epoch once"
+            assert [m.step for m in history] == [0, 1, 2], f"{name} {key}: each epoch once"
             histories[name, key] = [m.value for m in history]
         assert not (tmp_path / name / "lin_effnet-lite0_seed0" / "mlflow_run.json").exists(), "removed once FINISHED"
     for key in ("loss", "selection_twoafc", "learning_rate", "lin_drift", "lin_update_norm"):
@@ -251,6 +251,6 @@ def test_the_kill_test_fails_when_a_new_process_replays_epoch_zeros_order(tiny_r
     the same way; they are not run here to keep the suite's time.
     """
     overrides = COMMON + ["feature_cache=auto", "model.dropout=0.5"]
-    straight, resumed = kill_and_resume(tmp_path, "lin", tiny_root, overrides, "2 2", control="replay_epoch_zero")
+    straight, resumed = kill_and_resume(tmp_path, "lin", tiny_root, overrides, "1 1", control="replay_epoch_zero")
     with pytest.raises(AssertionError, match="deviate"):
         check_resumed_equals_straight(straight, resumed, "lin (cached), epoch 0's order replayed")

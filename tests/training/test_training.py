@@ -395,8 +395,10 @@ def test_cached_evaluation_equals_the_metric_on_the_images(tiny_root, tmp_path):
     assert set(result.evaluation) == {"lpips"}
     metric = keras.saving.load_model(result.metric_path)
     fn = {"lpips": lambda a, b: metric.predict_on_batch((a, b))}
-    for cached, index in ((result.evaluation["lpips"], index_2afc(tiny_root, "val")),
-                          (result.selection, selection_split(config, tiny_root)[1])):
+    checks = [(result.evaluation["lpips"], index_2afc(tiny_root, "val"))]
+    if keras.backend.backend() == "tensorflow":  # the same code on another split (JAX recompiles per batch size)
+        checks.append((result.selection, selection_split(config, tiny_root)[1]))
+    for cached, index in checks:
         on_images = evaluate_2afc(fn, by_category(index, config))["lpips"]
         assert set(on_images) == set(cached) - {"all"}
         for category in index.category_names:
