@@ -324,11 +324,16 @@ def _raw_tiff_16(img, path: str, tiles) -> np.ndarray:
 
 
 def save_heatmap(distance_map: np.ndarray, path: str | os.PathLike, vmax: float | None = None) -> None:
-    """Writes a `(H, W)` or `(H, W, 1)` distance map as a colour PNG (viridis-like ramp).
+    """Writes a `(H, W)` or `(H, W, 1)` distance map as a colour PNG in matplotlib's viridis colormap.
 
     The file is written crash-safely (`atomic_write_image`). `vmax` fixes the top of the colour scale
     (default: the map's maximum).
+
+    Example:
+
+    >>> save_heatmap(metric.distance(x0, x1, spatial=True)[0], "heat.png")  # doctest: +SKIP
     """
+    from matplotlib import colormaps
     from PIL import Image
 
     d = np.asarray(distance_map, dtype=np.float32).squeeze()
@@ -336,15 +341,8 @@ def save_heatmap(distance_map: np.ndarray, path: str | os.PathLike, vmax: float 
         raise ValueError(f"Argument `distance_map` must be 2-D (H, W). Received shape {np.shape(distance_map)}.")
     top = float(vmax) if vmax is not None else float(d.max())
     t = np.clip(d / top, 0.0, 1.0) if top > 0 else np.zeros_like(d)
-    # Anchor colours of matplotlib's viridis at 0, .25, .5, .75, 1.
-    anchors = np.array(
-        [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32
-    )
-    pos = t * (len(anchors) - 1)
-    lo = np.floor(pos).astype(int).clip(0, len(anchors) - 2)
-    frac = (pos - lo)[..., None]
-    rgb = anchors[lo] * (1 - frac) + anchors[lo + 1] * frac
-    atomic_write_image(Image.fromarray(rgb.round().astype(np.uint8)), path)
+    rgb = colormaps["viridis"](t, bytes=True)[..., :3]
+    atomic_write_image(Image.fromarray(rgb), path)
 
 
 def atomic_write_image(image, path: str | os.PathLike) -> None:

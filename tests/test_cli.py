@@ -145,6 +145,12 @@ def test_spatial_writes_a_heatmap_png_of_the_image_size(files, metric, tmp_path,
         green = np.asarray(img, np.float32)[..., 1]  # rises monotonically along the viridis ramp
     # Only the right half is noisy, so the map must be brighter there.
     assert green[:, : W // 4].mean() + 50 < green[:, -W // 4:].mean()
+    # The colours are matplotlib's viridis: its top colour where the map peaks.
+    from matplotlib import colormaps
+
+    pixels = np.asarray(Image.open(heat)).reshape(-1, 3)
+    top = np.asarray(colormaps["viridis"](1.0, bytes=True)[:3])
+    assert (np.abs(pixels.astype(int) - top).sum(axis=1) == 0).any()
     assert os.listdir(heat.parent) == ["heat.png"]  # no temporary file left
 
 
