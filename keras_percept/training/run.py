@@ -121,7 +121,7 @@ def format_summary(summary: RunSummary) -> str:
     chosen = f", the best of {n} restarts: seed {best.config.seed}" if n > 1 else ""
     lines = [f"selection 2AFC (carved from the training data; early stopping and the choice of restart saw it): "
              f"{100 * best.selection_score:.2f} %{chosen}",
-             "test 2AFC (%) (the val split, scored once, used for nothing):",
+             "test 2AFC (%) (the val split, scored once, used for no choice):",
              format_table(best.evaluation)]
     if n > 1:
         mean, std = summary.spread
