@@ -61,8 +61,6 @@ def main(argv=None) -> int:
 
     start = time.time()
     study_overrides = [part for o in overrides for part in ("--set", o)]
-    if args.quick:
-        study_overrides += ["--set", "optim.epochs=2"]
     code = search(["--trials", str(trials), "--study-name", "bench", "--storage",
                    f"sqlite:///{os.path.join(out, 'optuna.db')}", "--output-dir", os.path.join(out, "trials"),
                    "--experiment", "tuning-benchmark", "--no-progress", *study_overrides])

@@ -152,7 +152,8 @@ class Objective:
         import keras
 
         from keras_percept.training import load_config
-        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow, twoafc_metrics
+        from keras_percept.training.evaluation import twoafc_metrics
+        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow
 
         mlflow = import_mlflow()
         if self.task == "iqa":

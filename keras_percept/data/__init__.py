@@ -37,6 +37,7 @@ from keras_percept.data.mos import (
 from keras_percept.data.reader import (
     VALUE_RANGES,
     dataset_from_index,
+    datasets_by_category,
     load_2afc,
     load_2afc_by_category,
     load_jnd,
@@ -67,7 +68,7 @@ def register_tfds_builder() -> type:
 
 __all__ = [
     "BAPPS_2AFC_CATEGORIES", "BAPPS_ARCHIVES", "BAPPS_JND_CATEGORIES", "BadDataError", "ItemIndex", "MOSTable",
-    "SkippedItem", "TripletAugmentation", "VALUE_RANGES", "average_over_patches", "dataset_from_index",
+    "SkippedItem", "TripletAugmentation", "VALUE_RANGES", "average_over_patches", "dataset_from_index", "datasets_by_category",
     "download_bapps", "embedded", "embedded_mos", "index_2afc", "index_jnd", "load_2afc", "load_2afc_by_category",
     "load_jnd", "load_jnd_by_category", "mos_patch_dataset", "read_mos_csv", "register_tfds_builder", "split_by_image",
 ]

@@ -165,8 +165,20 @@ def load_jnd_by_category(
 
 
 def _per_category(index: ItemIndex, folder: str, **pipeline) -> dict[str, tf.data.Dataset]:
-    """Warns about `index`'s skipped items, then one unshuffled pipeline per category."""
+    """Warns about `index`'s skipped items, then `datasets_by_category`."""
     warn_skipped(index.skipped, len(index) + len(index.skipped), folder)
+    return datasets_by_category(index, **pipeline)
+
+
+def datasets_by_category(index: ItemIndex, **pipeline) -> dict[str, tf.data.Dataset]:
+    """One unshuffled pipeline per category of `index` (e.g. one part of a split); `pipeline` as in
+    `dataset_from_index`.
+
+    Example:
+
+    >>> sorted(datasets_by_category(index_2afc("dataset", "val"), batch_size=16))  # doctest: +SKIP
+    ['cnn', 'traditional']
+    """
     return {category: dataset_from_index(index.select(category), **pipeline) for category in index.category_names}
 
 

@@ -134,8 +134,24 @@ def jnd_metrics(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     >>> jnd_metrics({"lpips": {"cnn": 0.5, "mean": 0.5}, "l2": {"cnn": 0.4, "mean": 0.4}})
     {'jnd_map_cnn': 0.5, 'jnd_map_mean': 0.5, 'jnd_map_l2_cnn': 0.4, 'jnd_map_l2_mean': 0.4}
     """
+    return _table_metrics(table, "jnd_map")
+
+
+def twoafc_metrics(table: Mapping[str, Mapping[str, float]], split: str) -> dict[str, float]:
+    """MLflow metrics of an `evaluate_2afc` table: `<split>_2afc_<category>` for the evaluated metric
+    (`"lpips"`), `<split>_2afc_<name>_<category>` for the others; `split` is "test" or "selection".
+
+    Example:
+
+    >>> twoafc_metrics({"lpips": {"cnn": 0.7, "mean": 0.7}, "l2": {"cnn": 0.6, "mean": 0.6}}, "test")
+    {'test_2afc_cnn': 0.7, 'test_2afc_mean': 0.7, 'test_2afc_l2_cnn': 0.6, 'test_2afc_l2_mean': 0.6}
+    """
+    return _table_metrics(table, f"{split}_2afc")
+
+
+def _table_metrics(table: Mapping[str, Mapping[str, float]], prefix: str) -> dict[str, float]:
     out = {}
     for name, row in table.items():
-        prefix = "jnd_map" if name == "lpips" else f"jnd_map_{name}"
-        out.update({f"{prefix}_{category}": float(value) for category, value in row.items()})
+        row_prefix = prefix if name == "lpips" else f"{prefix}_{name}"
+        out.update({f"{row_prefix}_{category}": float(value) for category, value in row.items()})
     return out

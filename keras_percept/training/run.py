@@ -67,13 +67,8 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
                    for k in range(config.restarts)]
         return _summarize(results, None)
 
-    from keras_percept.training.tracking import (
-        MLflowEpochLogger,
-        import_mlflow,
-        log_training_outputs,
-        mlflow_run,
-        twoafc_metrics,
-    )
+    from keras_percept.training.evaluation import twoafc_metrics
+    from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs, mlflow_run
 
     mlflow = import_mlflow()
     with mlflow_run(config, run_name=f"{config.paradigm}-{config.model.net}",
@@ -95,7 +90,7 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
         summary = _summarize(results, parent.info.run_id)
         mean, std = summary.spread
         mlflow.log_metrics({"restarts_test_2afc_mean": mean, "restarts_test_2afc_std": std,
-                            "restarts_selection_2afc_all": float(sum(summary.scores) / len(summary.scores)),
+                            "restarts_selection_2afc_all": mean_and_spread(summary.scores)[0],
                             "best_seed": float(summary.best.config.seed)})
         log_training_outputs(summary.best, register_as=config.register_model)
     return summary

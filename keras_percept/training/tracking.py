@@ -155,22 +155,6 @@ def _tracked_name(key: str) -> str:
     return f"selection_{key[4:]}" if key.startswith("val_") else key
 
 
-def twoafc_metrics(table: Mapping[str, Mapping[str, float]], split: str) -> dict[str, float]:
-    """MLflow metrics of a 2AFC table: `<split>_2afc_<category>` for the evaluated metric (`"lpips"`),
-    `<split>_2afc_<name>_<category>` for the others; `split` is "test" or "selection".
-
-    Example:
-
-    >>> twoafc_metrics({"lpips": {"cnn": 0.7, "mean": 0.7}, "l2": {"cnn": 0.6, "mean": 0.6}}, "test")
-    {'test_2afc_cnn': 0.7, 'test_2afc_mean': 0.7, 'test_2afc_l2_cnn': 0.6, 'test_2afc_l2_mean': 0.6}
-    """
-    out = {}
-    for name, row in table.items():
-        prefix = f"{split}_2afc" if name == "lpips" else f"{split}_2afc_{name}"
-        out.update({f"{prefix}_{category}": float(value) for category, value in row.items()})
-    return out
-
-
 def _is_number(v) -> bool:
     try:
         float(v)
@@ -202,7 +186,7 @@ def log_training_outputs(result, *, register_as: str | None = None) -> None:
     """Logs a finished `TrainResult`: selection and test 2AFC (`twoafc_metrics`), JND, plots, the `.keras`
     metric and an MLflow model."""
     mlflow = import_mlflow()
-    from keras_percept.training.evaluation import format_table, jnd_metrics
+    from keras_percept.training.evaluation import format_table, jnd_metrics, twoafc_metrics
     from keras_percept.training.plots import plot_learning_curves, plot_linear_weights
 
     mlflow.log_metrics(twoafc_metrics({"lpips": result.selection}, "selection"))

@@ -79,12 +79,10 @@ def selection_split(config: TrainConfig, root: str, *, verify: str = "full"):
 
 
 def by_category(index, config: TrainConfig) -> dict:
-    """One unshuffled pipeline per category of an `ItemIndex` (for per-category 2AFC)."""
-    from keras_percept.data import dataset_from_index
+    """`datasets_by_category` of an `ItemIndex` at the config's patch and batch size (for per-category 2AFC)."""
+    from keras_percept.data import datasets_by_category
 
-    d = config.data
-    return {c: dataset_from_index(index.select(c), patch_size=d.patch_size, batch_size=d.batch_size)
-            for c in index.category_names}
+    return datasets_by_category(index, patch_size=config.data.patch_size, batch_size=config.data.batch_size)
 
 
 def test_datasets(config: TrainConfig, root: str) -> dict:
@@ -96,7 +94,7 @@ def test_datasets(config: TrainConfig, root: str) -> dict:
 
 
 def make_datasets(config: TrainConfig, root: str, *, first_epoch: int = 0):
-    """(training dataset, selection dataset, {category: selection dataset}).
+    """(training dataset, selection dataset, the selection split's `ItemIndex`).
 
     The training dataset holds the batches of epochs `first_epoch ...
     optim.epochs - 1` of the fit part of the `train` split, each epoch's order
@@ -114,7 +112,7 @@ def make_datasets(config: TrainConfig, root: str, *, first_epoch: int = 0):
                                augment=augment, drop_remainder=True, epochs=config.optim.epochs,
                                first_epoch=first_epoch, steps_per_epoch=config.steps_per_epoch)
     selection_ds = dataset_from_index(selection, patch_size=d.patch_size, batch_size=d.batch_size)
-    return train, selection_ds, by_category(selection, config)
+    return train, selection_ds, selection
 
 
 def build_callbacks(config: TrainConfig, run_dir: str, extra=(), monitor_groups=None) -> list:
@@ -200,14 +198,13 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     root = dataset_root(config, progress=progress)
     run_dir = run_directory(config)
     os.makedirs(run_dir, exist_ok=True)
-    selection_means = None
-    backup = None
+    selection_means = selection_index = None
     with _precision(config.precision):
         if config.uses_feature_cache():
             model, history, selection_means, backup = _fit_cached_lin(config, root, run_dir, callbacks, progress,
                                                                       verbose)
         else:
-            model, history, backup = _fit_images(config, root, run_dir, scope, callbacks, verbose)
+            model, history, selection_index, backup = _fit_images(config, root, run_dir, scope, callbacks, verbose)
     metric = model.metric.with_options(dropout=0.0)
     # Under multi-worker training every worker holds the same weights; only the chief writes the result.
     save_dir = run_dir if is_chief() else os.path.join(run_dir, f"worker_{os.getpid()}")
@@ -222,7 +219,6 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
         weights = keras.ops.convert_to_numpy(metric.linear_weights())
         selection = _with_pooled(evaluate_cached(selection_means, weights), list(selection_means["categories"]))
     else:
-        selection_index = selection_split(config, root, verify="header")[1]
         selection = _with_pooled(evaluate_2afc(lpips, by_category(selection_index, config))["lpips"],
                                  selection_index.categories)
     evaluation, jnd = {}, {}
@@ -311,13 +307,13 @@ def _fit_images(config: TrainConfig, root: str, run_dir: str, scope, callbacks, 
 
     fit_callbacks = build_callbacks(config, run_dir, callbacks)
     start, first = _first_epoch(config, fit_callbacks)
-    train_ds, selection_ds, _ = make_datasets(config, root, first_epoch=first)
+    train_ds, selection_ds, selection = make_datasets(config, root, first_epoch=first)
     steps = _steps_per_epoch(config, train_ds, first)
     with scope:
         model = build_twoafc_model(config)
         _compile(model, config, steps, trunk=model.metric.backbone)
     history = _fit(model, train_ds, selection_ds, config, fit_callbacks, start, steps, verbose)
-    return model, history, fit_callbacks[-1]
+    return model, history, selection, fit_callbacks[-1]
 
 
 def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, progress: bool, verbose):
