@@ -123,5 +123,5 @@ def test_imagenet_trunk_uses_verified_cached_file(tmp_path, monkeypatch):
     cached = tmp_path / "weights" / "alexnet-owt-7be5be79.pth"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"tampered")
-    with pytest.raises(ValueError, match="does not match the expected prefix 7be5be79"):
+    with pytest.raises(ValueError, match="SHA-256 of .* expected 7be5be79"):
         torchvision_trunk_path("alex")

@@ -43,7 +43,7 @@ def registered(tmp_path_factory):
     import mlflow
 
     from keras_percept.serving import log_metric_model
-    from keras_percept.training.tracking import model_requirements
+    from keras_percept.experiment.tracking import model_requirements
 
     root = tmp_path_factory.mktemp("serving")
     uri = f"sqlite:///{root / 'mlflow.db'}"

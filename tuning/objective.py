@@ -1,4 +1,4 @@
-"""The Optuna objective: one trial = one `train()` of a suggested config, tracked as a nested MLflow run.
+"""The Optuna objective: one trial = one `task.train()` of a suggested config, tracked as a nested MLflow run.
 
 Each trial's MLflow run is a child of the study's parent run (tag
 `mlflow.parentRunId`, set explicitly so that worker processes, which do not
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import os
 import shutil
 import socket
 import traceback
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 STATE_TAG = "optuna.trial.state"
 ROLE_TAG = "optuna.role"
@@ -44,7 +43,7 @@ def trial_run(trial, *, parent_run_id: str, experiment_id: str, study_name: str)
     """
     import optuna
 
-    from keras_percept.training.tracking import import_mlflow
+    from keras_percept.experiment.tracking import import_mlflow
 
     mlflow = import_mlflow()
     tags = {"mlflow.parentRunId": parent_run_id, ROLE_TAG: "trial", "optuna.study_name": study_name,
@@ -76,7 +75,7 @@ def mark_mlflow_run_failed(study, trial, reason: str = "its worker stopped durin
 
     >>> mark_mlflow_run_failed(study, study.trials[3], "worker process 4242 on node-3 is gone")  # doctest: +SKIP
     """
-    from keras_percept.training.tracking import import_mlflow
+    from keras_percept.experiment.tracking import import_mlflow
 
     run_id = trial.user_attrs.get("mlflow_run_id")
     if not run_id:
@@ -100,17 +99,14 @@ def end_run_as(client, run_id: str, *, state: str | None, reason: str, status: s
 
 
 class Objective:
-    """Trains the config a trial suggests and returns its selection 2AFC (`result.selection_score`).
+    """Trains the config a trial suggests and returns its selection score (`task.selection_score`).
 
-    The selection split is carved from the training data (`data.selection_fraction`);
-    a trial never reads the test split (`train(test=False)`): only the best
+    One objective for every task (`keras_percept.experiment.task`): the
+    trial's config is `task.load_config(config_path, overrides=...)`, its
+    run `task.train(config, test=False)`, its value the selection score (for
+    2AFC the selection 2AFC, for IQA the validation SRCC, both carved from
+    the training data). A trial never reads the test split: only the best
     trial, retrained at the end of the study, is scored on it.
-
-    For a search space with `task: iqa` a trial is a `train_iqa` run of an
-    `IQAConfig`, and the objective is its validation SRCC
-    (`result.val_scores["srcc"]`, on `data.val_fraction` of the training
-    images); as for 2AFC, a trial never reads the test split
-    (`train_iqa(test=False)`): the retrained best trial reports `test_srcc`.
 
     Args:
         space: a `tuning.space.SearchSpace`.
@@ -120,9 +116,9 @@ class Objective:
         output_dir: trials train in `<output_dir>/trial_<number>` (their own `BackupAndRestore`
             folder, so a pruned trial's backup is never resumed by another trial); the folder is
             removed when the trial ends. Defaults to `"runs/tuning"`.
-        config_path: the base YAML config (paradigm defaults when `None`). Defaults to `None`.
+        config_path: the base YAML config (the task's defaults when `None`). Defaults to `None`.
         overrides: extra `key=value` overrides applied before the suggested values. Defaults to `()`.
-        train_fn: `keras_percept.training.train` or a stand-in with its signature. Defaults to `None` (train).
+        task: the task, or its name. Defaults to `None` (the search space's `task`).
         verbose: Keras `fit` verbosity. Defaults to `0`.
 
     Example:
@@ -133,7 +129,9 @@ class Objective:
 
     def __init__(self, space, *, parent_run_id: str, experiment_id: str, study_name: str,
                  output_dir: str = os.path.join("runs", "tuning"), config_path: str | None = None,
-                 overrides: Sequence[str] = (), train_fn: Callable | None = None, verbose: int | str = 0):
+                 overrides: Sequence[str] = (), task=None, verbose: int | str = 0):
+        from keras_percept.experiment.task import get_task
+
         self.space = space
         self.parent_run_id = parent_run_id
         self.experiment_id = experiment_id
@@ -141,90 +139,41 @@ class Objective:
         self.output_dir = output_dir
         self.config_path = config_path
         self.overrides = list(overrides)
-        self.train_fn = train_fn
+        self.task = get_task(space.task if task is None else task)
         self.verbose = verbose
-        self.task = getattr(space, "task", "2afc")
 
     def config_overrides(self, values: dict[str, Any], trial_dir: str) -> list[str]:
         return self.space.fixed_overrides() + self.overrides + self.space.overrides(values) + [f"output_dir={trial_dir}"]
 
+    def load_config(self, values: dict[str, Any], run_dir: str):
+        """The config of a trial (or of the best trial's retraining) with `values` for the searched keys."""
+        return self.task.load_config(self.config_path, paradigm=self.space.paradigm,
+                                     overrides=self.config_overrides(values, run_dir))
+
     def __call__(self, trial) -> float:
         import keras
 
-        from keras_percept.training import load_config
-        from keras_percept.training.evaluation import twoafc_metrics
-        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow
+        from keras_percept.experiment.tracking import MLflowEpochLogger, flatten, import_mlflow
 
         mlflow = import_mlflow()
-        if self.task == "iqa":
-            return self._iqa_trial(trial)
         values = self.space.suggest(trial)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial_dir = os.path.join(self.output_dir, f"trial_{trial.number:04d}")
         with trial_run(trial, parent_run_id=self.parent_run_id, experiment_id=self.experiment_id,
                        study_name=self.study_name):
             mlflow.log_params(values)
-            config = load_config(self.config_path, paradigm=self.space.paradigm,
-                                 overrides=self.config_overrides(values, trial_dir))
+            config = self.load_config(values, trial_dir)
             mlflow.log_params(flatten(config.to_dict(), "config."))
-            train = self.train_fn
-            if train is None:
-                from keras_percept.training import train
             try:
-                # baselines=False: L2 / SSIM / PSNR do not change between trials (the best trial's
-                # retraining logs them).
-                result = train(config, callbacks=[MLflowEpochLogger(), pruning_callback(trial, self.space.monitor)],
-                               progress=False, verbose=self.verbose, baselines=False, test=False)
+                result = self.task.train(config, callbacks=[MLflowEpochLogger(),
+                                                            pruning_callback(trial, self.space.monitor)],
+                                         progress=False, verbose=self.verbose, test=False)
             finally:
                 keras.backend.clear_session()
                 gc.collect()
                 shutil.rmtree(trial_dir, ignore_errors=True)
-            check_finite(result.history)
-            value = float(result.selection_score)
-            if not math.isfinite(value):
-                raise FloatingPointError(f"The selection 2AFC of trial {trial.number} is {value}.")
+            self.task.check_finite(result)
+            value = float(self.task.selection_score(result))
             mlflow.log_metrics({"objective": value, "seconds": float(result.seconds),
-                                **twoafc_metrics({"lpips": result.selection}, "selection")})
+                                **self.task.trial_metrics(result)})
         return value
-
-
-    def _iqa_trial(self, trial) -> float:
-        import keras
-
-        from keras_percept.iqa.config import load_iqa_config
-        from keras_percept.iqa.trainer import check_finite_run, train_iqa
-        from keras_percept.training.tracking import MLflowEpochLogger, flatten, import_mlflow
-
-        mlflow = import_mlflow()
-        values = self.space.suggest(trial)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial_dir = os.path.join(self.output_dir, f"trial_{trial.number:04d}")
-        with trial_run(trial, parent_run_id=self.parent_run_id, experiment_id=self.experiment_id,
-                       study_name=self.study_name):
-            mlflow.log_params(values)
-            config = load_iqa_config(self.config_path, overrides=self.config_overrides(values, trial_dir))
-            mlflow.log_params(flatten(config.to_dict(), "config."))
-            train = self.train_fn or train_iqa
-            try:
-                result = train(config, callbacks=[MLflowEpochLogger(), pruning_callback(trial, self.space.monitor)],
-                               verbose=self.verbose, test=False)
-            finally:
-                keras.backend.clear_session()
-                gc.collect()
-                shutil.rmtree(trial_dir, ignore_errors=True)
-            check_finite_run(result)
-            if "srcc" not in result.val_scores:
-                raise ValueError("The IQA search selects on the validation split: `data.val_fraction` must be > 0. "
-                                 f"Received: data.val_fraction={config.data.val_fraction}")
-            value = float(result.val_scores["srcc"])
-            mlflow.log_metrics({"objective": value, "seconds": float(result.seconds)})
-        return value
-
-
-def check_finite(history: dict[str, list[float]]) -> None:
-    """Raises `FloatingPointError` when a loss in the history is NaN or infinite (`TerminateOnNaN` stopped the fit)."""
-    for key, series in history.items():
-        if "loss" in key and any(not math.isfinite(v) for v in series):
-            epoch = next(i for i, v in enumerate(series) if not math.isfinite(v))
-            raise FloatingPointError(f"`{key}` became {series[epoch]} at epoch {epoch}: training diverged "
-                                     "(TerminateOnNaN stopped it).")

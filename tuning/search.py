@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import subprocess
 import sys
@@ -42,15 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=optional_number(int, "--max-failures"), default=None,
                    help="no new trial starts once the study has this many FAIL trials (those re-queued after their "
                         "worker died aside); default: --trials")
-    p.add_argument("--task", default="2afc", choices=("2afc", "iqa"),
-                   help="2afc (LPIPS on 2AFC, objective selection 2AFC; test 2AFC reported) or iqa (MOS regression, objective validation "
-                        "SRCC; test SRCC reported)")
+    p.add_argument("--task", default="2afc",
+                   help="2afc (LPIPS on 2AFC, objective selection 2AFC; test 2AFC reported), iqa (MOS regression, "
+                        "objective validation SRCC; test SRCC reported), or a task of your own: a registered name or "
+                        "module:name (keras_percept.experiment.task); default 2afc")
     p.add_argument("--paradigm", default="lin", choices=("lin", "tune", "scratch"), help="2afc task only")
     p.add_argument("--space", type=none_or_text, default=None,
                    help="search space YAML; default configs/search/<paradigm>.yaml (iqa: configs/search/iqa.yaml)")
     p.add_argument("--config", type=none_or_text, default=None,
-                   help="base training config YAML; default: paradigm defaults (iqa: IQAConfig defaults)")
-    p.add_argument("--study-name", type=none_or_text, default=None, help="default <paradigm>-search (iqa: iqa-search)")
+                   help="base training config YAML; default: paradigm defaults (iqa: configs/iqa/compare.yaml)")
+    p.add_argument("--study-name", type=none_or_text, default=None,
+                   help="default <paradigm>-search (other tasks: <task>-search)")
     p.add_argument("--storage", type=none_or_text, default=None,
                    help="journal:<file> (default tuning/studies/<study>.log; several processes on one host), "
                         "sqlite:///<file> (one process), postgresql://... (several machines)")
@@ -98,32 +99,29 @@ def run(args, argv: list[str]) -> int:
     project_run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     import optuna
 
-    from keras_percept.training import load_config
-    from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow
+    from keras_percept.experiment.task import get_task
+    from keras_percept.experiment.tracking import DEFAULT_TRACKING_URI, import_mlflow
     from tuning import storage as storages
     from tuning.objective import Objective, mark_mlflow_run_failed
     from tuning.study import make_pruner, make_sampler, run_until_budget, top_trials_table
     from tuning.tracking import end_orphan_runs, log_study_setup, resolve_parent_run
 
-    iqa = args.task == "iqa"
-    if iqa and args.config is None:
-        args.config = os.path.join(REPO, "configs", "iqa", "compare.yaml")  # its `compare:` block is ignored
-    space_path = args.space or os.path.join(REPO, "configs", "search", "iqa.yaml" if iqa else f"{args.paradigm}.yaml")
+    task = get_task(args.task)
+    if args.config is None and task.default_config:
+        args.config = os.path.join(REPO, task.default_config)
+    if args.space is None and not task.default_space:
+        raise ValueError(f"Task {task.name!r} has no default search space: give --space <yaml>. Received: --space none")
+    space_path = args.space or os.path.join(REPO, task.default_space.format(paradigm=args.paradigm))
     space = SearchSpace.from_yaml(space_path)
-    if space.task != args.task:
+    if space.task != task.name:
         raise ValueError(f"The search space {space_path!r} is for task {space.task!r}. Received: --task {args.task}")
-    if not iqa and space.paradigm != args.paradigm:
+    if task.paradigms and space.paradigm != args.paradigm:
         raise ValueError(f"The search space {space_path!r} is for paradigm {space.paradigm!r}. "
                          f"Received: --paradigm {args.paradigm}")
     overrides = split_overrides(args.overrides)
     # Validates the fixed part before any trial: a bad --set fails once, not N times.
-    if iqa:
-        from keras_percept.iqa.config import load_iqa_config
-
-        base = load_iqa_config(args.config, overrides=space.fixed_overrides() + overrides)
-    else:
-        base = load_config(args.config, paradigm=args.paradigm, overrides=space.fixed_overrides() + overrides)
-    study_name = args.study_name or ("iqa-search" if iqa else f"{args.paradigm}-search")
+    base = task.load_config(args.config, paradigm=args.paradigm, overrides=space.fixed_overrides() + overrides)
+    study_name = args.study_name or (f"{args.paradigm}-search" if task.paradigms else f"{task.name}-search")
     url = args.storage or storages.default_storage_url(study_name)
     if args.n_jobs > 1 and not storages.supports_parallel_writers(url):
         raise ValueError("SQLite storage is for one process at a time (parallel writers lock the file): use "
@@ -149,8 +147,8 @@ def run(args, argv: list[str]) -> int:
     end_orphan_runs(study, parent_id, parent.info.experiment_id)
     if not args.worker:
         log_study_setup(parent_id, {
-            "study_name": study_name, "storage": storages.redact(url), "task": args.task,
-            "paradigm": "n/a" if iqa else args.paradigm, "trials": args.trials,
+            "study_name": study_name, "storage": storages.redact(url), "task": task.name,
+            "paradigm": args.paradigm if task.paradigms else "n/a", "trials": args.trials,
             "sampler": sampler.__class__.__name__, "pruner": pruner_settings["name"], "seed": args.seed,
             "n_jobs": args.n_jobs, "space": os.path.relpath(space_path, REPO) if space_path.startswith(REPO)
             else space_path, "overrides": " ".join(overrides) or "none"}, space_path)
@@ -158,7 +156,7 @@ def run(args, argv: list[str]) -> int:
     objective = Objective(space, parent_run_id=parent_id, experiment_id=parent.info.experiment_id,
                           study_name=study_name, config_path=args.config, overrides=overrides,
                           output_dir=args.output_dir or os.path.join("runs", "tuning", study_name),
-                          verbose=args.verbose)
+                          task=task, verbose=args.verbose)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     workers = _spawn_workers(argv, args.n_jobs) if not args.worker else []
     start = time.time()
@@ -171,9 +169,8 @@ def run(args, argv: list[str]) -> int:
         end_orphan_runs(study, parent_id, parent.info.experiment_id)
         if args.worker:
             return 0
-        print(top_trials_table(study, args.top, **_value_column(args.task)))
-        finish = _finish_iqa if iqa else _finish
-        code = finish(study, parent_id, base, args, objective, wall=time.time() - start)
+        print(top_trials_table(study, args.top, value_name=task.value_name, value_scale=task.value_scale))
+        code = _finish(study, parent_id, base, args, objective, wall=time.time() - start)
         status = "FINISHED"
         if any(failed_workers):
             print(f"warning: worker exit codes {failed_workers}", file=sys.stderr)
@@ -214,11 +211,7 @@ def _progress(name: str, total: int, disable: bool):
         bar.close()
 
 
-def _value_column(task: str) -> dict:
-    return {"value_name": "selection SRCC", "value_scale": 1.0} if task == "iqa" else {}
-
-
-def _log_study_summary(client, study, parent_id: str, args, wall: float) -> dict:
+def _log_study_summary(client, study, parent_id: str, args, objective, wall: float) -> dict:
     """Trial counts, wall time, the top-trials table and Optuna's plots on the parent run; returns the counts."""
     from tuning.study import counts, top_trials_table
     from tuning.tracking import log_plots
@@ -229,15 +222,16 @@ def _log_study_summary(client, study, parent_id: str, args, wall: float) -> dict
     client.log_metric(parent_id, "n_fail", states.get("FAIL", 0))
     client.log_metric(parent_id, "fraction_pruned", states.get("PRUNED", 0) / max(states["done"], 1))
     client.log_metric(parent_id, "wall_seconds", wall)
-    client.log_text(parent_id, top_trials_table(study, args.top, **_value_column(args.task)),
-                    "summary/top_trials.txt")
+    task = objective.task
+    client.log_text(parent_id, top_trials_table(study, args.top, value_name=task.value_name,
+                                                value_scale=task.value_scale), "summary/top_trials.txt")
     log_plots(study, parent_id)
     return states
 
 
-def _log_study_and_best(client, study, parent_id: str, args, wall: float):
+def _log_study_and_best(client, study, parent_id: str, args, objective, wall: float):
     """The parent-run summary plus the best trial's value, number and parameters; `None` if none completed."""
-    states = _log_study_summary(client, study, parent_id, args, wall)
+    states = _log_study_summary(client, study, parent_id, args, objective, wall)
     if not states.get("COMPLETE"):
         print("error: no trial completed; see the FAIL trials' error.txt in MLflow", file=sys.stderr)
         return None
@@ -256,64 +250,35 @@ def _parent_run(mlflow, parent_id: str):
     return mlflow.start_run(run_id=parent_id)
 
 
-def _finish_iqa(study, parent_id: str, base, args, objective, *, wall: float) -> int:
-    """Parent-run summary of an IQA study; the best trial retrained and its `.keras` logged."""
-    from keras_percept.iqa.config import load_iqa_config
-    from keras_percept.iqa.trainer import train_iqa
-    from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow
-    from tuning.tracking import worker_tag
-
-    mlflow = import_mlflow()
-    best = _log_study_and_best(mlflow.MlflowClient(), study, parent_id, args, wall)
-    if best is None:
-        return 1
-    config = load_iqa_config(args.config, overrides=objective.config_overrides(
-        best.params, os.path.join(objective.output_dir, "best")))
-    with _parent_run(mlflow, parent_id):
-        with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
-                              tags={"optuna.role": "best", "optuna.trial_number": str(best.number), **worker_tag()}):
-            mlflow.log_params(best.params)
-            result = train_iqa(config, callbacks=[MLflowEpochLogger()], verbose=0)
-            mlflow.log_metrics({f"test_{name}": v for name, v in result.scores.items()})
-            mlflow.log_metrics({f"selected_val_{name}": v for name, v in result.val_scores.items()})
-            mlflow.log_artifact(result.model_path, "model_file")
-        retrained = float(result.val_scores.get("srcc", math.nan))
-        mlflow.log_metric("best_value_retrained", retrained)
-        mlflow.log_metric("best_test_srcc", float(result.scores["srcc"]))
-        mlflow.log_artifact(result.model_path, "best_model")
-    print(f"best: trial {best.number}, validation SRCC {best.value:.4f} (retrained: {retrained:.4f}; "
-          f"test SRCC {result.scores['srcc']:.4f}), params {best.params}")
-    print(f"model: {os.path.abspath(result.model_path)}; MLflow parent run {parent_id}")
-    return 0
-
-
 def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int:
-    """Parent-run summary: counts, best trial, plots, top table; the best trial retrained and registered."""
-    from keras_percept.training import load_config, train
-    from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs
+    """Parent-run summary: counts, best trial, plots, top table; the best trial retrained, scored once on the
+    test split (`best_<test metric>`), logged by its task and, where the task registers models, registered."""
+    from keras_percept.experiment.tracking import MLflowEpochLogger, import_mlflow
     from tuning.tracking import worker_tag
 
     mlflow = import_mlflow()
-    best = _log_study_and_best(mlflow.MlflowClient(), study, parent_id, args, wall)
+    task = objective.task
+    best = _log_study_and_best(mlflow.MlflowClient(), study, parent_id, args, objective, wall)
     if best is None:
         return 1
-    config = load_config(args.config, paradigm=args.paradigm, overrides=objective.config_overrides(
-        best.params, os.path.join(objective.output_dir, "best")))
-    register_as = args.register_as or base.register_model or f"keras_percept-{study.study_name}"
+    config = objective.load_config(best.params, os.path.join(objective.output_dir, "best"))
+    register_as = None
+    if task.registers_models:
+        register_as = args.register_as or getattr(base, "register_model", None) or f"keras_percept-{study.study_name}"
     with _parent_run(mlflow, parent_id):
         with mlflow.start_run(run_name=f"best: trial {best.number} retrained", nested=True,
                               tags={"optuna.role": "best", "optuna.trial_number": str(best.number), **worker_tag()}):
             mlflow.log_params(best.params)
-            result = train(config, callbacks=[MLflowEpochLogger()], progress=False, verbose=0)
-            log_training_outputs(result, register_as=register_as)
-        retrained = float(result.selection_score)
-        test = float(result.evaluation["lpips"]["mean"])
-        mlflow.log_metrics({"best_value_retrained": retrained, "best_test_2afc_mean": test})
-        mlflow.log_artifact(result.metric_path, "best_model")
-    print(f"best: trial {best.number}, selection 2AFC {100 * best.value:.2f} % (retrained: {100 * retrained:.2f} %); "
-          f"test 2AFC {100 * test:.2f} % (the val split, scored once); params {best.params}")
-    print(f"metric: {os.path.abspath(result.metric_path)} (registered as {register_as!r}); "
-          f"MLflow parent run {parent_id}")
+            result = task.train(config, callbacks=[MLflowEpochLogger()], progress=False, verbose=0, test=True)
+            task.log_result(result, register_as=register_as)
+        retrained, test = float(task.selection_score(result)), float(task.test_score(result))
+        mlflow.log_metrics({"best_value_retrained": retrained, f"best_{task.test_metric}": test})
+        mlflow.log_artifact(result.model_path, "best_model")
+    scale = task.value_scale
+    print(f"best: trial {best.number}, {task.value_name} {scale * best.value:.4g} (retrained: "
+          f"{task.describe(result)}); params {best.params}")
+    registered = f" (registered as {register_as!r})" if register_as else ""
+    print(f"model: {os.path.abspath(result.model_path)}{registered}; MLflow parent run {parent_id}")
     return 0
 
 

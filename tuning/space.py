@@ -18,7 +18,6 @@ from keras_percept.experiment.config import read_yaml
 PARAM_TYPES = ("float", "int", "categorical")
 SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "halving", "hyperband", "none")
-TASKS = ("2afc", "iqa")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +98,10 @@ class SearchSpace:
                     direction=study.get("direction", "maximize"), sampler=dict(study.get("sampler") or {"name": "tpe"}),
                     pruner=dict(study.get("pruner") or {"name": "median"}), monitor=study.get("monitor", "val_twoafc"),
                     source=source, task=data.get("task", "2afc"))
-        if space.task not in TASKS:
-            raise ValueError(f"`task` must be one of {list(TASKS)}. Received: {space.task!r}")
+        from keras_percept.experiment.task import task_names
+
+        if space.task not in task_names():
+            raise ValueError(f"`task` must be one of {task_names()}. Received: {space.task!r}")
         if space.direction not in ("maximize", "minimize"):
             raise ValueError(f"`study.direction` must be 'maximize' or 'minimize'. Received: {space.direction!r}")
         if space.sampler.get("name") not in SAMPLERS:

@@ -25,7 +25,7 @@ WORKER_TAG = "optuna.worker"
 
 def resolve_parent_run(study, *, experiment: str, tags: Mapping[str, str], project_run_id: str | None = None):
     """The parent run of `study` (an `mlflow.entities.Run`): the project's run, the study's, or a new one."""
-    from keras_percept.training.tracking import import_mlflow
+    from keras_percept.experiment.tracking import import_mlflow
 
     mlflow = import_mlflow()
     client = mlflow.MlflowClient()
@@ -78,7 +78,7 @@ def end_orphan_runs(study, parent_run_id: str, experiment_id: str) -> list[str]:
     >>> end_orphan_runs(study, parent.info.run_id, parent.info.experiment_id)  # doctest: +SKIP
     []
     """
-    from keras_percept.training.tracking import import_mlflow
+    from keras_percept.experiment.tracking import import_mlflow
 
     client = import_mlflow().MlflowClient()
     runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' "
@@ -139,7 +139,7 @@ def _reload(study):
 
 def log_study_setup(run_id: str, params: Mapping[str, Any], space_path: str | None) -> None:
     """Study settings as parameters (only those not logged yet: a resumed study keeps its first values)."""
-    from keras_percept.training.tracking import import_mlflow
+    from keras_percept.experiment.tracking import import_mlflow
 
     client = import_mlflow().MlflowClient()
     logged = client.get_run(run_id).data.params
@@ -163,7 +163,7 @@ def log_plots(study, run_id: str) -> list[str]:
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
 
-    from keras_percept.training.tracking import import_mlflow
+    from keras_percept.experiment.tracking import import_mlflow
 
     client = import_mlflow().MlflowClient()
     names = []

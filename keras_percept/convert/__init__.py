@@ -19,7 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from keras_percept.atomic import atomic_path
-from keras_percept.convert.download import OfflineError, fetch, torchvision_hash_prefix
+from keras_percept.download import OfflineError, fetch, torchvision_hash_prefix
 from keras_percept.convert.efficientnet import (
     efficientnet_lite0_layer_weights,
     load_efficientnet_lite0_weights,

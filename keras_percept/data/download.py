@@ -18,8 +18,6 @@ import argparse
 import os
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 import warnings
 from typing import Sequence
 
@@ -48,8 +46,10 @@ def download_bapps(
 ) -> str:
     """Downloads, verifies and extracts BAPPS into `dest`; returns `dest` (the reader's `root`).
 
-    Each archive is written to `dest/<name>.part`, checked against its
-    SHA-256 where one is known, renamed, and extracted (only regular files
+    Each archive is downloaded by the package's one downloader
+    (`keras_percept.download.fetch`: `keras.utils.get_file` where the full
+    SHA-256 is known, through a temporary renamed only when complete and
+    verified), and extracted (only regular files
     and folders inside `dest` are extracted). Already extracted parts are skipped.
 
     Args:
@@ -106,35 +106,13 @@ def _extract(archive: str, dest: str, folder: str) -> None:
 
 
 def _download(url: str, dest: str, sha256: str | None, timeout: float) -> str:
-    # Imported here: the convert package is not needed to read data.
-    from keras_percept.convert.download import OfflineError, sha256_of
+    # Imported here: the downloader's module is not needed to read data.
+    from keras_percept.download import fetch
 
-    target = os.path.join(dest, os.path.basename(url))
-    if not os.path.isfile(target):
-        partial = target + ".part"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out, length=1 << 20)
-            os.replace(partial, target)
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-            raise OfflineError(
-                f"Could not download {url} ({getattr(err, 'reason', err)}). This machine seems to be offline or "
-                f"the server is unreachable. Download the archive elsewhere, put it at {target} and run this "
-                f"again, or use the embedded dataset: keras_percept.data.embedded.build()."
-            ) from err
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
     if sha256 is None:
-        warnings.warn(f"No published checksum for {url}; {target} is used unverified.", UserWarning, stacklevel=3)
-    else:
-        actual = sha256_of(target)
-        if actual != sha256:
-            raise ValueError(
-                f"SHA-256 of {target} is {actual}, expected {sha256} for {url}. The file is corrupt or the "
-                "archive changed upstream; delete it and download again."
-            )
-    return target
+        warnings.warn(f"No published checksum for {url}; it is used unverified.", UserWarning, stacklevel=3)
+    return fetch(url, target=os.path.join(dest, os.path.basename(url)), sha256=sha256, timeout=timeout,
+                 hint="or use the embedded dataset: keras_percept.data.embedded.build()")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -142,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("dest", help="target folder (will hold 2afc/ and jnd/)")
     parser.add_argument("--parts", nargs="+", default=["2afc_val", "jnd", "2afc_train"], choices=sorted(BAPPS_ARCHIVES))
     args = parser.parse_args(argv)
+    from keras_percept.download import OfflineError
+
     try:
         print(download_bapps(args.dest, args.parts))
     except (OfflineError, ValueError) as err:

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Mapping, Sequence
 
@@ -100,3 +102,9 @@ def parse_override(text: str) -> dict:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
     return out
+
+
+def config_fingerprint(config) -> str:
+    """A short hash of the resolved config (`config.to_dict()`): a backup or an MLflow run is resumed only by the same config."""
+    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

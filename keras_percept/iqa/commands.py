@@ -51,24 +51,20 @@ def add_iqa(sub) -> None:
 
 
 def run_iqa_train(args) -> None:
+    from keras_percept.experiment.run import run_experiment
     from keras_percept.iqa.config import load_iqa_config
-    from keras_percept.iqa.trainer import check_finite_run, train_iqa
+    from keras_percept.iqa.task import IQA
 
     config = load_iqa_config(_config_path(args.config), overrides=split_overrides(args.overrides))
-    if args.no_track:
-        result = train_iqa(config, verbose=2)
-    else:
-        from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, mlflow_run
-
-        mlflow = import_mlflow()
-        with mlflow_run(config, run_name=f"iqa {config.loss_type}") as run:
-            result = train_iqa(config, callbacks=[MLflowEpochLogger()], verbose=2)
-            check_finite_run(result)
-            mlflow.log_metrics({f"test_{name}": value for name, value in result.scores.items()})
-            mlflow.log_artifact(result.model_path, "model_file")
-        print(f"MLflow run: {run.info.run_id}")
-    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items()))
-    print(f"model saved: {os.path.abspath(result.model_path)} ({result.seconds:.1f} s)")
+    summary = run_experiment(IQA, config, track=not args.no_track, verbose=2)
+    best = summary.best
+    if summary.run_id:
+        print(f"MLflow run: {summary.run_id}")
+    if len(summary.scores) > 1:
+        print(f"the best of {len(summary.scores)} restarts on the validation SRCC: seed {best.config.seed}")
+    print("selection: " + ", ".join(f"{k} {v:.4f}" for k, v in best.val_scores.items()))
+    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items()))
+    print(f"model saved: {os.path.abspath(best.model_path)} ({best.seconds:.1f} s)")
 
 
 def run_compare_losses(args) -> None:

@@ -19,11 +19,11 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from keras_percept.atomic import atomic_path
 from keras_percept.iqa.config import LOSS_TYPES, load_iqa_config, read_config_file
-from keras_percept.training.trainer import mean_and_spread
+from keras_percept.experiment.run import mean_and_spread
 
 COMPARE_KEYS = ("losses", "seeds", "loss_kwargs", "quick")
 
@@ -197,7 +197,7 @@ def compare_losses(config_path: str | None = None, *, losses: Sequence[str] | No
     if not track:
         comparison = run_all()
     else:
-        from keras_percept.training.tracking import import_mlflow, mlflow_run
+        from keras_percept.experiment.tracking import import_mlflow, mlflow_run
 
         mlflow = import_mlflow()
         start = time.time()
@@ -223,7 +223,7 @@ def _one_run(config_path, run_overrides, loss: str, seed: int, track: bool, memo
             result = train_iqa(config, verbose=0, feature_memo=memo)
             check_finite_run(result)
         else:
-            from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, mlflow_run
+            from keras_percept.experiment.tracking import MLflowEpochLogger, import_mlflow, mlflow_run
 
             mlflow = import_mlflow()
             with mlflow_run(config, run_name=f"{loss} seed {seed}", nested=True,
@@ -244,7 +244,7 @@ def _one_run(config_path, run_overrides, loss: str, seed: int, track: bool, memo
 
 
 def _log_comparison(comparison: Comparison, *, wall: float) -> None:
-    from keras_percept.training.tracking import import_mlflow
+    from keras_percept.experiment.tracking import import_mlflow
 
     mlflow = import_mlflow()
     for row in comparison.rows():

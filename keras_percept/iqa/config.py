@@ -117,7 +117,9 @@ class IQAConfig:
     `{sigma: 0.5}` for fidelity). `early_stopping_patience`: epochs without a
     better validation SRCC (`val_srcc`, on `data.val_fraction` of the
     training images, never the test split) before stopping; the best epoch's
-    weights are restored. `feature_cache`: with a frozen trunk ("auto" or true) the
+    weights are restored. `restarts`: `keras-percept iqa train` trains seeds
+    `seed`, `seed + 1`, ... and keeps the one with the best validation SRCC
+    (the experiment core's `run_experiment`). `feature_cache`: with a frozen trunk ("auto" or true) the
     pooled trunk features of each patch are computed once and only the head
     trains (exact: a frozen trunk gives the same features every epoch), but
     the training patches are then drawn once, not once per epoch.
@@ -131,6 +133,7 @@ class IQAConfig:
     early_stopping_patience: int | None = None
     feature_cache: Any = "auto"
     seed: int = 0
+    restarts: int = 1
     strategy: str = "auto"
     output_dir: str = "runs/iqa"
     experiment: str = "keras_percept-iqa"
@@ -186,7 +189,8 @@ class IQAConfig:
                              f"stopping never looks at the test split. Received: data.val_fraction={d.val_fraction}")
         for name, value in (("model.fusion_dim", m.fusion_dim), ("model.hidden", m.hidden),
                             ("data.patch_size", d.patch_size), ("data.train_patch_num", d.train_patch_num),
-                            ("data.test_patch_num", d.test_patch_num), ("optim.epochs", o.epochs)):
+                            ("data.test_patch_num", d.test_patch_num), ("optim.epochs", o.epochs),
+                            ("restarts", self.restarts)):
             check_positive_int(name, value)
         if isinstance(d.batch_size, bool) or not isinstance(d.batch_size, int) or d.batch_size < 2:
             raise ValueError("`data.batch_size` must be an integer >= 2 (the rank losses compare samples within "

@@ -21,7 +21,7 @@ import yaml
 
 from keras_percept.callbacks import EpochSeeds, ResumableBackup, ResumableEarlyStopping
 from keras_percept.iqa.config import LOSS_TYPES, IQAConfig
-from keras_percept.training.trainer import config_fingerprint
+from keras_percept.experiment.config import config_fingerprint
 
 #: The per-epoch validation metrics added to Keras's logs (`val_` + the keys of `iqa_scores`).
 TEST_METRICS = ("srcc", "plcc", "plcc_raw", "krcc", "rmse")
@@ -352,10 +352,9 @@ def _feature_key(config: IQAConfig, model, memo: dict) -> str:
 def check_finite_run(result: IQAResult) -> None:
     """Raises `FloatingPointError` when a loss went NaN/inf or the SRCC of a scored split (test, else
     validation: a tuning trial scores no test split) is not finite (a failed run)."""
-    for key, series in result.history.items():
-        if "loss" in key and any(not math.isfinite(v) for v in series):
-            epoch = next(i for i, v in enumerate(series) if not math.isfinite(v))
-            raise FloatingPointError(f"`{key}` became {series[epoch]} at epoch {epoch}: training diverged.")
+    from keras_percept.experiment.task import check_finite_history
+
+    check_finite_history(result.history)
     split, scores = ("test", result.scores) if result.scores else ("validation", result.val_scores)
     if not math.isfinite(scores.get("srcc", float("nan"))):
         raise FloatingPointError(f"The {split} SRCC is {scores.get('srcc')}: the predictions are not finite.")

@@ -2,21 +2,19 @@
 
 2AFC losses take `y_true` = h `(N,)`/`(N, 1)` (fraction of judges preferring
 p1) and `y_pred` = `(N, 3)` = `[d0, d1, logit]`; IQA losses take MOS and
-predicted quality. `get_loss(name)` builds one by its config name.
+predicted quality. `get_loss(name)` builds one by its config name; `l1` and `l2`
+are Keras's own `MeanAbsoluteError` and `MeanSquaredError` (the same per-sample
+absolute and squared error against MOS).
 `PerceptualLoss` is LPIPS as a loss between images, for image-generation
 models (not in the registry: its inputs are images, not 2AFC/IQA scores).
 """
 
 from keras_percept.losses.iqa import (
     FidelityLoss,
-    L1Loss,
-    L2Loss,
     PairwiseRankLoss,
     PLCCLoss,
     SRCCLoss,
     fidelity_loss,
-    l1_loss,
-    l2_loss,
     pairwise_rank_loss,
     plcc_loss,
     soft_rank,
@@ -40,8 +38,6 @@ from keras_percept.losses.twoafc import (
 __all__ = [
     "LOSSES",
     "FidelityLoss",
-    "L1Loss",
-    "L2Loss",
     "PLCCLoss",
     "PairwiseRankLoss",
     "PerceptualLoss",
@@ -53,8 +49,6 @@ __all__ = [
     "TwoAFCSimilarityMSE",
     "fidelity_loss",
     "get_loss",
-    "l1_loss",
-    "l2_loss",
     "pairwise_rank_loss",
     "plcc_loss",
     "soft_rank",

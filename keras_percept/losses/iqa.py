@@ -5,7 +5,8 @@ Layout: `y_true` = MOS, `y_pred` = predicted quality, each `(N,)` or `(N, 1)`
 convention of both must agree). `fidelity_loss` also accepts `(N, 2)` =
 `[mean, std]` for either (MOS standard deviation / predicted uncertainty).
 
-`l1_loss`, `l2_loss`, `pairwise_rank_loss` and `fidelity_loss` return one value
+(The config's `l1` and `l2` are Keras's `MeanAbsoluteError` and `MeanSquaredError`.)
+`pairwise_rank_loss` and `fidelity_loss` return one value
 per sample, `(N,)` (for the pairwise losses: sample i's mean over its pairs,
 so the batch mean is the mean over all ordered pairs i != j); `plcc_loss` and
 `srcc_loss` are batch statistics and return a scalar. Batch statistics are
@@ -35,54 +36,6 @@ def _pearson(x, y, eps: float):
     xc = x - ops.mean(x)
     yc = y - ops.mean(y)
     return ops.sum(xc * yc) / ops.sqrt((ops.sum(xc * xc) + eps) * (ops.sum(yc * yc) + eps))
-
-
-def l1_loss(y_true, y_pred):
-    """Absolute error per sample.
-
-    Formula:
-
-    ```python
-    loss = abs(y_pred - y_true)
-    ```
-
-    Args:
-        y_true: MOS, `(N,)` or `(N, 1)`.
-        y_pred: predicted quality, `(N,)` or `(N, 1)`.
-
-    Returns:
-        `(N,)`.
-
-    Example:
-
-    >>> l1_loss(np.array([3.0, 1.0]), np.array([2.5, 2.0]))  # [0.5, 1.0]
-    """
-    y_true, y_pred = _pair(y_true, y_pred)
-    return ops.abs(y_pred - y_true)
-
-
-def l2_loss(y_true, y_pred):
-    """Squared error per sample.
-
-    Formula:
-
-    ```python
-    loss = (y_pred - y_true) ** 2
-    ```
-
-    Args:
-        y_true: MOS, `(N,)` or `(N, 1)`.
-        y_pred: predicted quality, `(N,)` or `(N, 1)`.
-
-    Returns:
-        `(N,)`.
-
-    Example:
-
-    >>> l2_loss(np.array([3.0, 1.0]), np.array([2.5, 2.0]))  # [0.25, 1.0]
-    """
-    y_true, y_pred = _pair(y_true, y_pred)
-    return ops.square(y_pred - y_true)
 
 
 def plcc_loss(y_true, y_pred, eps: float = 1e-8):
@@ -283,46 +236,6 @@ def fidelity_loss(y_true, y_pred, sigma: float = 1.0, eps: float = 1e-12):
     disagree = ops.sqrt(_normal_cdf(-z) * _normal_cdf(-z_hat) + eps)
     fidelity = 1.0 - agree - disagree
     return off_diagonal_row_mean(fidelity)
-
-
-@keras.saving.register_keras_serializable(package="keras_percept")
-class L1Loss(FunctionLoss):
-    """Loss class for `l1_loss`: mean absolute error against MOS.
-
-    Args:
-        reduction: Keras loss reduction. Defaults to `"sum_over_batch_size"`.
-        name: loss name. Defaults to `"l1_loss"`.
-        dtype: computation dtype. Defaults to `None` (floatx).
-
-    Example:
-
-    >>> model.compile(optimizer="adam", loss=L1Loss())  # doctest: +SKIP
-    """
-
-    fn = staticmethod(l1_loss)
-
-    def __init__(self, reduction="sum_over_batch_size", name="l1_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-
-
-@keras.saving.register_keras_serializable(package="keras_percept")
-class L2Loss(FunctionLoss):
-    """Loss class for `l2_loss`: mean squared error against MOS.
-
-    Args:
-        reduction: Keras loss reduction. Defaults to `"sum_over_batch_size"`.
-        name: loss name. Defaults to `"l2_loss"`.
-        dtype: computation dtype. Defaults to `None` (floatx).
-
-    Example:
-
-    >>> model.compile(optimizer="adam", loss=L2Loss())  # doctest: +SKIP
-    """
-
-    fn = staticmethod(l2_loss)
-
-    def __init__(self, reduction="sum_over_batch_size", name="l2_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")

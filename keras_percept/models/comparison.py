@@ -25,8 +25,33 @@ def _flat_pair(d0, d1):
     return ops.reshape(d0, (-1,)), ops.reshape(d1, (-1,))
 
 
+class _ScaledComparison(layers.Layer):
+    """A head `scale * f(d0, d1)` with one non-negative scalar `scale` (`NonNeg`), learned or fixed."""
+
+    def __init__(self, scale: float, trainable_scale: bool, **kwargs):
+        if not float(scale) > 0:
+            raise ValueError(f"Argument `scale` must be > 0. Received: scale={scale!r}")
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+        self.trainable_scale = bool(trainable_scale)
+        self.scale_weight = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(self.scale),
+            trainable=self.trainable_scale,
+            constraint=keras.constraints.NonNeg(),
+            name="scale",
+        )
+        self.built = True
+
+    def compute_output_shape(self, d0_shape, d1_shape=None):
+        return (d0_shape[0],)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale": self.scale, "trainable_scale": self.trainable_scale}
+
+
 @keras.saving.register_keras_serializable(package="keras_percept")
-class DifferenceComparison(layers.Layer):
+class DifferenceComparison(_ScaledComparison):
     """Scaled distance difference as a 2AFC logit.
 
     Formula:
@@ -48,33 +73,15 @@ class DifferenceComparison(layers.Layer):
     """
 
     def __init__(self, scale: float = 10.0, trainable_scale: bool = True, **kwargs):
-        if not float(scale) > 0:
-            raise ValueError(f"Argument `scale` must be > 0. Received: scale={scale!r}")
-        super().__init__(**kwargs)
-        self.scale = float(scale)
-        self.trainable_scale = bool(trainable_scale)
-        self.scale_weight = self.add_weight(
-            shape=(),
-            initializer=keras.initializers.Constant(self.scale),
-            trainable=self.trainable_scale,
-            constraint=keras.constraints.NonNeg(),
-            name="scale",
-        )
-        self.built = True
+        super().__init__(scale, trainable_scale, **kwargs)
 
     def call(self, d0, d1):
         d0, d1 = _flat_pair(d0, d1)
         return ops.cast(self.scale_weight, d0.dtype) * (d0 - d1)
 
-    def compute_output_shape(self, d0_shape, d1_shape=None):
-        return (d0_shape[0],)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "scale": self.scale, "trainable_scale": self.trainable_scale}
-
 
 @keras.saving.register_keras_serializable(package="keras_percept")
-class LogRatioComparison(layers.Layer):
+class LogRatioComparison(_ScaledComparison):
     """Log distance ratio as a 2AFC logit: invariant to rescaling both distances.
 
     Formula:
@@ -101,36 +108,16 @@ class LogRatioComparison(layers.Layer):
     def __init__(self, eps: float = 0.1, scale: float = 1.0, trainable_scale: bool = False, **kwargs):
         if not float(eps) > 0:
             raise ValueError(f"Argument `eps` must be > 0. Received: eps={eps!r}")
-        if not float(scale) > 0:
-            raise ValueError(f"Argument `scale` must be > 0. Received: scale={scale!r}")
-        super().__init__(**kwargs)
+        super().__init__(scale, trainable_scale, **kwargs)
         self.eps = float(eps)
-        self.scale = float(scale)
-        self.trainable_scale = bool(trainable_scale)
-        self.scale_weight = self.add_weight(
-            shape=(),
-            initializer=keras.initializers.Constant(self.scale),
-            trainable=self.trainable_scale,
-            constraint=keras.constraints.NonNeg(),
-            name="scale",
-        )
-        self.built = True
 
     def call(self, d0, d1):
         d0, d1 = _flat_pair(d0, d1)
         scale = ops.cast(self.scale_weight, d0.dtype)
         return scale * (ops.log(d0 + self.eps) - ops.log(d1 + self.eps))
 
-    def compute_output_shape(self, d0_shape, d1_shape=None):
-        return (d0_shape[0],)
-
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "eps": self.eps,
-            "scale": self.scale,
-            "trainable_scale": self.trainable_scale,
-        }
+        return {**super().get_config(), "eps": self.eps}
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")

@@ -8,7 +8,6 @@ keep the config's value".
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -134,7 +133,7 @@ def _evaluation_root(dataset: str) -> str:
 
 def _log_evaluation(args, table, jnd, comparison) -> None:
     from keras_percept.training.evaluation import format_table, jnd_metrics, twoafc_metrics
-    from keras_percept.training.tracking import DEFAULT_TRACKING_URI, import_mlflow
+    from keras_percept.experiment.tracking import DEFAULT_TRACKING_URI, import_mlflow
 
     mlflow = import_mlflow()
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)

@@ -1,37 +1,18 @@
-"""A tracked training run: restarts over seeds, MLflow logging, the best metric kept and registered."""
+"""A tracked 2AFC training run (the experiment core's `run_experiment` of the 2AFC task) and its report."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
+from keras_percept.experiment.run import RunSummary, run_experiment
 from keras_percept.training.config import TrainConfig
-from keras_percept.training.trainer import TrainResult, mean_and_spread, run_directory, train
-
-
-@dataclasses.dataclass
-class RunSummary:
-    """The outcome of `run_training`: the restart chosen on the selection split, and every restart's scores.
-
-    `scores` are the restarts' selection 2AFC means (what the choice saw),
-    `test_scores` their test 2AFC means (reported, never compared).
-    """
-
-    best: TrainResult
-    scores: list[float]
-    run_id: str | None
-    test_scores: list[float] = dataclasses.field(default_factory=list)
-
-    @property
-    def spread(self) -> tuple[float, float]:
-        """Mean and sample standard deviation of the restarts' test 2AFC means (seed luck on the reported split)."""
-        return mean_and_spread(self.test_scores)
+from keras_percept.training.task import TWOAFC
 
 
 def run_training(config: TrainConfig, *, track: bool = True, progress: bool = True,
                  verbose: int | str = "auto", callbacks=()) -> RunSummary:
-    """Trains `config.restarts` seeds (`seed`, `seed + 1`, ...), keeps the best on the selection split, logs it all.
+    """`run_experiment` of the 2AFC task: `config.restarts` seeds, the best on the selection split, logged.
 
     The choice reads only the selection split (`data.selection_fraction` of
     the training triplets, the same for every seed); the test split is
@@ -40,18 +21,10 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
     nested run per seed with its `selection_2afc_all` and `test_2afc_mean`),
     the chosen metric's selection 2AFC and its test 2AFC table next to
     L2 / SSIM / PSNR (`selection_2afc_*`, `test_2afc_*`), the restarts'
-    test mean and spread, plots, and the best metric as a `.keras` artifact and an MLflow
-    model (registered as `config.register_model` when set). Under
-    `mlflow run` the project's own run is resumed rather than a new one
-    opened. A run that raises ends FAILED with the traceback logged. Under
-    multi-worker training only the chief (see `strategy.is_chief`) logs.
-    `callbacks` are added to each restart's `fit`.
-
-    A killed run started again with the same config resumes: training from
-    the last finished epoch (`ResumableBackup` in the run directory), and
-    tracking in the same MLflow run (parent and nested), whose id the run
-    directory holds until the run has finished (`mlflow_run(resume_record=...)`);
-    an epoch's metrics are logged once.
+    test mean and spread (`restarts_test_2afc_mean`, `restarts_test_2afc_mean_std`),
+    plots, and the best metric as a `.keras` artifact and an MLflow
+    model (registered as `config.register_model` when set). A killed run
+    started again with the same config resumes, in the same MLflow run.
 
     Example:
 
@@ -59,52 +32,8 @@ def run_training(config: TrainConfig, *, track: bool = True, progress: bool = Tr
     >>> summary.spread  # doctest: +SKIP
     (0.81, 0.004)
     """
-    from keras_percept.training.strategy import is_chief
-
-    extra = list(callbacks)
-    if not track or not is_chief():  # under multi-worker training only the chief logs
-        results = [train(_seeded(config, k), callbacks=extra, progress=progress, verbose=verbose)
-                   for k in range(config.restarts)]
-        return _summarize(results, None)
-
-    from keras_percept.training.evaluation import twoafc_metrics
-    from keras_percept.training.tracking import MLflowEpochLogger, import_mlflow, log_training_outputs, mlflow_run
-
-    mlflow = import_mlflow()
-    with mlflow_run(config, run_name=f"{config.paradigm}-{config.model.net}",
-                    resume_record=os.path.join(run_directory(config), "mlflow_run.json")) as parent:
-        results = []
-        for k in range(config.restarts):
-            seeded = _seeded(config, k)
-            if config.restarts == 1:
-                results.append(train(seeded, callbacks=[MLflowEpochLogger(), *extra], progress=progress,
-                                     verbose=verbose))
-                continue
-            with mlflow_run(seeded, run_name=f"seed {seeded.seed}", nested=True,
-                            resume_record=os.path.join(run_directory(seeded), "mlflow_seed_run.json")):
-                result = train(seeded, callbacks=[MLflowEpochLogger(), *extra], progress=progress, verbose=verbose)
-                mlflow.log_metrics({"selection_2afc_all": result.selection_score,
-                                    **twoafc_metrics({n: {"mean": r["mean"]} for n, r in result.evaluation.items()},
-                                                     "test")})
-            results.append(result)
-        summary = _summarize(results, parent.info.run_id)
-        mean, std = summary.spread
-        mlflow.log_metrics({"restarts_test_2afc_mean": mean, "restarts_test_2afc_std": std,
-                            "restarts_selection_2afc_all": mean_and_spread(summary.scores)[0],
-                            "best_seed": float(summary.best.config.seed)})
-        log_training_outputs(summary.best, register_as=config.register_model)
-    return summary
-
-
-def _seeded(config: TrainConfig, k: int) -> TrainConfig:
-    return dataclasses.replace(config, seed=config.seed + k)
-
-
-def _summarize(results: list[TrainResult], run_id: str | None) -> RunSummary:
-    """The restart with the best selection 2AFC (the first of equals); the test split plays no part."""
-    scores = [r.selection_score for r in results]
-    best = results[max(range(len(results)), key=scores.__getitem__)]
-    return RunSummary(best, scores, run_id, [r.evaluation["lpips"]["mean"] for r in results])
+    return run_experiment(TWOAFC, config, track=track, progress=progress, verbose=verbose, callbacks=callbacks,
+                          register_as=config.register_model)
 
 
 def format_summary(summary: RunSummary) -> str:

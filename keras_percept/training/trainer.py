@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import time
 from typing import Any
 
 import keras
-import numpy as np
 
+from keras_percept.experiment.config import config_fingerprint
 from keras_percept.training.config import TrainConfig
 
 
@@ -36,6 +35,11 @@ class TrainResult:
     model: Any = None
     jnd: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # JND mAP, as `evaluation`
     selection: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def model_path(self) -> str:
+        """`metric_path` under the name every task's result has (`keras_percept.experiment.task`)."""
+        return self.metric_path
 
     @property
     def selection_score(self) -> float:
@@ -143,12 +147,6 @@ def backup_directory(run_dir: str) -> str:
         return os.path.join(run_dir, "backup")
     task = json.loads(os.environ["TF_CONFIG"])["task"]
     return os.path.join(run_dir, f"backup_{task['type']}{task['index']}")
-
-
-def config_fingerprint(config) -> str:
-    """A short hash of the resolved config: a backup or an MLflow run is resumed only by the same config."""
-    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def run_directory(config: TrainConfig) -> str:
@@ -354,9 +352,3 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
                    steps, verbose)
     cached.write_back(model.metric)
     return model, history, means["selection"], fit_callbacks[-1]
-
-
-def mean_and_spread(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

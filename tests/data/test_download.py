@@ -6,12 +6,12 @@ import hashlib
 import os
 import tarfile
 import urllib.error
+import urllib.request
 
 import pytest
 from bapps_fixture import make_bapps
 
 from keras_percept.data import BAPPS_ARCHIVES, download_bapps, index_2afc, index_jnd
-from keras_percept.data import download as download_module
 
 pytestmark = pytest.mark.one_pass  # downloads and archives
 
@@ -35,9 +35,11 @@ def test_archives_are_the_official_ones():
 
 
 def test_offline_error_is_clear(monkeypatch, tmp_path):
-    from keras_percept.convert.download import OfflineError
+    from keras_percept.download import OfflineError
 
-    monkeypatch.setattr(download_module.urllib.request, "urlopen", _no_network)
+    # A local port nobody listens on: the download fails at once, as it does offline.
+    url, sha256, folder = BAPPS_ARCHIVES["2afc_val"]
+    monkeypatch.setitem(BAPPS_ARCHIVES, "2afc_val", ("http://127.0.0.1:9/dataset/twoafc_val.tar.gz", sha256, folder))
     with pytest.raises(OfflineError, match=r"twoafc_val\.tar\.gz.*offline.*embedded"):
         download_bapps(tmp_path, ["2afc_val"])
     assert os.listdir(tmp_path) == []  # no partial file left
@@ -50,7 +52,7 @@ def test_verified_archive_is_extracted_into_the_layout(monkeypatch, tmp_path):
     digest = hashlib.sha256(open(archive, "rb").read()).hexdigest()
     url = BAPPS_ARCHIVES["2afc_val"][0]
     monkeypatch.setitem(BAPPS_ARCHIVES, "2afc_val", (url, digest, "2afc/val"))
-    monkeypatch.setattr(download_module.urllib.request, "urlopen", _no_network)  # must not be needed
+    monkeypatch.setattr(urllib.request, "urlopen", _no_network)  # must not be needed
     root = download_bapps(tmp_path / "dest", ["2afc_val"])
     assert len(index_2afc(root, "val")) == 9
     assert not os.path.exists(archive)

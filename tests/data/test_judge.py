@@ -162,7 +162,7 @@ def test_training_run_logs_its_judge(tmp_path):
     import mlflow
 
     from keras_percept.training import load_config
-    from keras_percept.training.tracking import mlflow_run
+    from keras_percept.experiment.tracking import mlflow_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = load_config(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "lin.yaml"),

@@ -197,3 +197,30 @@ def test_search_task_iqa_runs_two_tracked_trials(tmp_path, monkeypatch):
         assert t.value == pytest.approx(client.get_metric_history(run.info.run_id, "selection_srcc")[-1].value, abs=1e-6)
         assert run.data.metrics["objective"] == pytest.approx(t.value)
     assert all(len(client.get_metric_history(r.info.run_id, "selection_srcc")) == 2 for r in trials)
+
+
+@pytest.mark.slow
+def test_iqa_train_command_runs_restarts_through_the_experiment_core(tmp_path, monkeypatch, capsys):
+    """`keras-percept iqa train --set restarts=2`: one parent run, a nested run per seed, the best on selection SRCC."""
+    import mlflow
+
+    from keras_percept.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = main(["iqa", "train", "--config", COMPARE, "--set", " ".join(TINY + [
+        "model.trunk_weights=null", "restarts=2", f"tracking_uri={uri}", f"output_dir={tmp_path / 'runs'}"])])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("keras_percept-iqa").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    seeds = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(seeds) == ["seed 0", "seed 1"]
+    selected = {name: r.data.metrics["selected_srcc"] for name, r in seeds.items()}
+    best = max(selected, key=selected.get)
+    assert parent.data.metrics["best_seed"] == float(best.split()[1])
+    assert parent.data.metrics["test_srcc"] == pytest.approx(seeds[best].data.metrics["test_srcc"])
+    assert parent.data.metrics["restarts_test_srcc"] == pytest.approx(
+        np.mean([r.data.metrics["test_srcc"] for r in seeds.values()]))
+    assert f"seed {best.split()[1]}" in out and "test: srcc" in out

@@ -9,7 +9,9 @@ import types
 import optuna
 import pytest
 
-from tuning.objective import Objective, check_finite
+from keras_percept.experiment.task import check_finite_history
+from keras_percept.training.task import TwoAFCTask
+from tuning.objective import Objective
 from tuning.space import SearchSpace
 
 pytestmark = pytest.mark.one_pass  # Optuna/MLflow bookkeeping
@@ -22,6 +24,7 @@ SPACE = SearchSpace.from_dict({"params": {"optim.learning_rate": {"type": "float
 def mlflow_parent(tmp_path, monkeypatch):
     import mlflow
 
+    monkeypatch.chdir(tmp_path)  # artifacts of a SQLite-tracked run go to ./mlruns
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     client = mlflow.MlflowClient()
@@ -47,9 +50,9 @@ def fake_train(history, value=0.8, raises=None):
 def test_failing_trial_is_fail_in_optuna_and_mlflow_and_the_study_goes_on(train, error, mlflow_parent, tmp_path):
     client, parent = mlflow_parent
     ok = Objective(SPACE, parent_run_id=parent.run_id, experiment_id=parent.experiment_id, study_name="s",
-                   output_dir=str(tmp_path / "runs"), train_fn=fake_train({"loss": [0.7, 0.6]}))
+                   output_dir=str(tmp_path / "runs"), task=TwoAFCTask(fake_train({"loss": [0.7, 0.6]})))
     bad = Objective(SPACE, parent_run_id=parent.run_id, experiment_id=parent.experiment_id, study_name="s",
-                    output_dir=str(tmp_path / "runs"), train_fn=train)
+                    output_dir=str(tmp_path / "runs"), task=TwoAFCTask(train))
     study = optuna.create_study(direction="maximize")
     study.optimize(bad, n_trials=1, catch=(Exception,))
     study.optimize(ok, n_trials=1, catch=(Exception,))
@@ -64,9 +67,9 @@ def test_failing_trial_is_fail_in_optuna_and_mlflow_and_the_study_goes_on(train,
 
 
 def test_check_finite_accepts_finite_and_ignores_non_loss_keys():
-    check_finite({"loss": [0.5, 0.4], "val_twoafc": [math.nan]})
+    check_finite_history({"loss": [0.5, 0.4], "val_twoafc": [math.nan]})
     with pytest.raises(FloatingPointError, match="`val_loss` became inf at epoch 0"):
-        check_finite({"val_loss": [math.inf]})
+        check_finite_history({"val_loss": [math.inf]})
 
 
 def test_experiment_created_by_another_worker_between_lookup_and_create_is_used(tmp_path):

@@ -1,4 +1,5 @@
-"""MLflow tracking of training runs (SQLite backend by default, any tracking URI).
+"""MLflow tracking of every task's runs (SQLite backend by default, any tracking URI): one place for the
+tracking URI, run opening and resuming, the per-epoch logger and the logged model's requirements.
 
 MLflow is an optional dependency (`pip install keras-percept[tune]`), imported lazily.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import traceback
 from typing import Any, Iterator, Mapping
 
@@ -16,7 +16,7 @@ import keras
 import yaml
 
 from keras_percept.atomic import atomic_write
-from keras_percept.training.trainer import config_fingerprint
+from keras_percept.experiment.config import config_fingerprint
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -180,32 +180,3 @@ def model_requirements() -> list[str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def log_training_outputs(result, *, register_as: str | None = None) -> None:
-    """Logs a finished `TrainResult`: selection and test 2AFC (`twoafc_metrics`), JND, plots, the `.keras`
-    metric and an MLflow model."""
-    mlflow = import_mlflow()
-    from keras_percept.training.evaluation import format_table, jnd_metrics, twoafc_metrics
-    from keras_percept.training.plots import plot_learning_curves, plot_linear_weights
-
-    mlflow.log_metrics(twoafc_metrics({"lpips": result.selection}, "selection"))
-    mlflow.log_metrics(twoafc_metrics(result.evaluation, "test"))
-    mlflow.log_metric("seconds", result.seconds)
-    mlflow.log_text(format_table(result.evaluation), "evaluation/test_2afc_table.txt")
-    if result.jnd:
-        mlflow.log_metrics(jnd_metrics(result.jnd))
-        mlflow.log_text(format_table(result.jnd), "evaluation/jnd_table.txt")
-    with tempfile.TemporaryDirectory() as tmp:
-        curves = os.path.join(tmp, "learning_curves.png")
-        plot_learning_curves(result.history, curves)
-        mlflow.log_artifact(curves, "plots")
-        weights = os.path.join(tmp, "linear_weights.png")
-        plot_linear_weights(result.model.metric, weights)
-        mlflow.log_artifact(weights, "plots")
-    mlflow.log_artifact(result.metric_path, "model_file")
-    # A pyfunc model of keras_percept (not MLflow's Keras flavour), so `mlflow models serve` can load it.
-    from keras_percept.serving import log_metric_model
-
-    log_metric_model(result.metric_path, registered_model_name=register_as, alias="latest-trained",
-                     pip_requirements=model_requirements())
