@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
+import urllib.error
 import urllib.request
 
 from keras_percept.atomic import atomic_path
@@ -41,7 +43,9 @@ def fetch(url: str, *, target: str | os.PathLike | None = None, sha256: str | No
     used. With the full SHA-256 the transfer is `keras.utils.get_file`
     (progress bar, hash check); without it, a plain streamed read, because
     `get_file` verifies only full hashes and, having no timeout of its own,
-    gets `timeout` here through the socket default. Either way the download
+    gets `timeout` here through the socket default (process-wide while it
+    runs: do not fetch from several threads at once). A streamed transfer
+    shorter than its `Content-Length` is an error. Either way the download
     is written through `atomic_path`: a killed or failed transfer leaves no
     file at `target` that a later run could trust. Without network access it
     raises `OfflineError` naming the URL, where to put a copy downloaded
@@ -57,30 +61,16 @@ def fetch(url: str, *, target: str | os.PathLike | None = None, sha256: str | No
     target = os.path.abspath(os.fspath(target)) if target else os.path.join(cache_dir(subdir),
                                                                               os.path.basename(url))
     if os.path.isfile(target):
-        _verify(target, sha256, sha256_prefix, url)
+        _verify(target, target, sha256, sha256_prefix, url)
         return target
     try:
         with atomic_path(target, keep_extension=True) as tmp:
             if sha256:
-                import keras
-
-                previous = socket.getdefaulttimeout()
-                socket.setdefaulttimeout(timeout)
-                try:
-                    keras.utils.get_file(fname=os.path.basename(tmp), origin=url, cache_dir=os.path.dirname(tmp),
-                                         cache_subdir="", file_hash=sha256, hash_algorithm="sha256")
-                except ValueError:  # get_file's hash mismatch: ours below names the file and the URL
-                    pass
-                finally:
-                    socket.setdefaulttimeout(previous)
+                _get_file(url, tmp, sha256, timeout)
             else:
-                with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-            _verify(tmp, sha256, sha256_prefix, url)
-    except ValueError:
-        raise
-    except Exception as err:  # get_file turns URLError/HTTPError into a plain Exception
+                _stream(url, tmp, timeout)
+            _verify(tmp, target, sha256, sha256_prefix, url)
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, _FetchFailure) as err:
         raise OfflineError(
             f"Could not download {url} ({getattr(err, 'reason', err)}). This machine seems to be offline "
             f"or the server is unreachable. Download the file on a machine with internet access and copy "
@@ -90,14 +80,52 @@ def fetch(url: str, *, target: str | os.PathLike | None = None, sha256: str | No
     return target
 
 
-def _verify(path: str, sha256: str | None, sha256_prefix: str | None, url: str) -> None:
-    """Raises `ValueError` unless the file's SHA-256 is `sha256` (or starts with `sha256_prefix`)."""
+class _FetchFailure(Exception):
+    """`keras.utils.get_file`'s network failure (it raises a plain `Exception` "URL fetch failure ...")."""
+
+
+def _get_file(url: str, path: str, sha256: str, timeout: float) -> None:
+    """`keras.utils.get_file` into `path` (it verifies the hash; `_verify` says which file and URL failed)."""
+    import keras
+
+    previous = socket.getdefaulttimeout()  # get_file takes no timeout: the socket default is its only one
+    socket.setdefaulttimeout(timeout)
+    try:
+        keras.utils.get_file(fname=os.path.basename(path), origin=url, cache_dir=os.path.dirname(path),
+                             cache_subdir="", file_hash=sha256, hash_algorithm="sha256")
+    except ValueError as err:
+        if "hash does not match" not in str(err):
+            raise
+    except Exception as err:
+        if not str(err).startswith("URL fetch failure"):
+            raise
+        raise _FetchFailure(str(err)) from err
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _stream(url: str, path: str, timeout: float) -> None:
+    """Streams `url` into `path`; a transfer shorter than its `Content-Length` is an error, not a file."""
+    received = 0
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as out:
+        expected = response.headers.get("Content-Length")
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            received += len(chunk)
+    if expected is not None and received != int(expected):
+        raise ConnectionError(f"the transfer ended after {received} of {expected} bytes")
+
+
+def _verify(path: str, target: str, sha256: str | None, sha256_prefix: str | None, url: str) -> None:
+    """Raises `ValueError` unless the file `path` (to be, or being, `target`) has SHA-256 `sha256` / `sha256_prefix`."""
     expected = sha256 or sha256_prefix
     if not expected:
         return
     actual = sha256_of(path)
     if not actual.startswith(expected):
+        where = f"the download of {target} (not kept)" if path != target else target
+        advice = "download it again" if path != target else "delete it and download it again"
         raise ValueError(
-            f"SHA-256 of {path} is {actual}, expected {expected} for {url}. The file is corrupt or changed "
-            "upstream; delete it and download it again."
+            f"SHA-256 of {where} is {actual}, expected {expected} for {url}. The file is corrupt or changed "
+            f"upstream; {advice}."
         )

@@ -26,11 +26,15 @@ DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     stall = False  # send half of the file, then hang (a transfer killed mid-way)
+    short = False  # announce the whole file, send 1,000 bytes and close (a dropped connection)
 
     def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
+        if self.short:
+            self.wfile.write(PAYLOAD[:1000])
+            return
         if self.stall:
             self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
             self.wfile.flush()
@@ -50,7 +54,7 @@ def server():
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
-    _Handler.stall = False
+    _Handler.stall = _Handler.short = False
 
 
 @pytest.mark.parametrize("hashes", [dict(sha256=DIGEST), dict(sha256_prefix=DIGEST[:8]), {}],
@@ -69,6 +73,13 @@ def test_a_wrong_hash_is_an_error_and_leaves_no_file(server, tmp_path, hashes):
     target = tmp_path / "weights.pth"
     with pytest.raises(ValueError, match=r"SHA-256 of .* expected 0{8}.* for http://127\.0\.0\.1"):
         fetch(f"{server}/weights.pth", target=target, **hashes)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_transfer_cut_short_is_an_error_even_without_a_hash(server, tmp_path):
+    _Handler.short = True
+    with pytest.raises(OfflineError, match=r"Could not download .*w\.pth"):
+        fetch(f"{server}/w.pth", target=tmp_path / "w.pth", timeout=10)
     assert os.listdir(tmp_path) == []
 
 

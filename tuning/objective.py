@@ -166,7 +166,7 @@ class Objective:
             mlflow.log_params(flatten(config.to_dict(), "config."))
             try:
                 result = self.task.train(config, callbacks=[MLflowEpochLogger(),
-                                                            pruning_callback(trial, self.space.monitor)],
+                                                            pruning_callback(trial, self.space.monitor or self.task.monitor)],
                                          progress=False, verbose=self.verbose, test=False)
             finally:
                 keras.backend.clear_session()

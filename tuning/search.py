@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2afc (LPIPS on 2AFC, objective selection 2AFC; test 2AFC reported), iqa (MOS regression, "
                         "objective validation SRCC; test SRCC reported), or a task of your own: a registered name or "
                         "module:name (keras_percept.experiment.task); default 2afc")
-    p.add_argument("--paradigm", default="lin", choices=("lin", "tune", "scratch"), help="2afc task only")
+    p.add_argument("--paradigm", type=none_or_text, default="lin",
+                   help="the task's variant: lin, tune or scratch for 2afc (default lin); ignored by tasks without")
     p.add_argument("--space", type=none_or_text, default=None,
                    help="search space YAML; default configs/search/<paradigm>.yaml (iqa: configs/search/iqa.yaml)")
     p.add_argument("--config", type=none_or_text, default=None,
@@ -115,6 +116,9 @@ def run(args, argv: list[str]) -> int:
     space = SearchSpace.from_yaml(space_path)
     if space.task != task.name:
         raise ValueError(f"The search space {space_path!r} is for task {space.task!r}. Received: --task {args.task}")
+    if task.paradigms and args.paradigm not in task.paradigms:
+        raise ValueError(f"--paradigm must be one of {list(task.paradigms)} for task {task.name!r}. "
+                         f"Received: --paradigm {args.paradigm}")
     if task.paradigms and space.paradigm != args.paradigm:
         raise ValueError(f"The search space {space_path!r} is for paradigm {space.paradigm!r}. "
                          f"Received: --paradigm {args.paradigm}")
@@ -274,11 +278,11 @@ def _finish(study, parent_id: str, base, args, objective, *, wall: float) -> int
         retrained, test = float(task.selection_score(result)), float(task.test_score(result))
         mlflow.log_metrics({"best_value_retrained": retrained, f"best_{task.test_metric}": test})
         mlflow.log_artifact(result.model_path, "best_model")
-    scale = task.value_scale
-    print(f"best: trial {best.number}, {task.value_name} {scale * best.value:.4g} (retrained: "
-          f"{task.describe(result)}); params {best.params}")
+    show = task.format_value
+    print(f"best: trial {best.number}, {task.value_name} {show(best.value)} (retrained: {show(retrained)}); "
+          f"{task.test_name} {show(test)} (scored once, used for no choice); params {best.params}")
     registered = f" (registered as {register_as!r})" if register_as else ""
-    print(f"model: {os.path.abspath(result.model_path)}{registered}; MLflow parent run {parent_id}")
+    print(f"{task.model_word}: {os.path.abspath(result.model_path)}{registered}; MLflow parent run {parent_id}")
     return 0
 
 

@@ -64,7 +64,7 @@ class SearchSpace:
     direction: str = "maximize"
     sampler: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "tpe"})
     pruner: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "median"})
-    monitor: str = "val_twoafc"
+    monitor: str | None = None  # None: the task's (`Task.monitor`)
     source: str | None = None
     task: str = "2afc"
 
@@ -96,7 +96,7 @@ class SearchSpace:
             raise ValueError(f"Unknown keys {sorted(extra)} in `study`.")
         space = cls(params=tuple(params), fixed=dict(data.get("fixed") or {}), paradigm=data.get("paradigm", "lin"),
                     direction=study.get("direction", "maximize"), sampler=dict(study.get("sampler") or {"name": "tpe"}),
-                    pruner=dict(study.get("pruner") or {"name": "median"}), monitor=study.get("monitor", "val_twoafc"),
+                    pruner=dict(study.get("pruner") or {"name": "median"}), monitor=study.get("monitor"),
                     source=source, task=data.get("task", "2afc"))
         from keras_percept.experiment.task import task_names
 

@@ -46,7 +46,7 @@ def run_experiment(task: Task | str, config, *, track: bool = True, progress: bo
     run holds the resolved config, the per-epoch metrics (`MLflowEpochLogger`:
     Keras's `val_*` as `selection_*`), for several restarts one nested run
     per seed with `task.seed_metrics`, the restarts' `restarts_<selection
-    metric>`, `restarts_<test metric>` and its `_std`, `best_seed`, and
+    metric>`, `restarts_<test metric>` and `task.spread_metric`, `best_seed`, and
     whatever `task.log_result` logs of the chosen restart (registered as
     `register_as` where the task registers models). Under `mlflow run` the
     project's own run is resumed rather than a new one opened. A run that
@@ -65,7 +65,7 @@ def run_experiment(task: Task | str, config, *, track: bool = True, progress: bo
     >>> summary.spread  # doctest: +SKIP
     (0.81, 0.004)
     """
-    from keras_percept.training.strategy import is_chief
+    from keras_percept.training.strategy import is_chief  # TF_CONFIG parsing only: no training code
 
     task = get_task(task)
     extra = list(callbacks)
@@ -95,7 +95,7 @@ def run_experiment(task: Task | str, config, *, track: bool = True, progress: bo
             results.append(result)
         summary = _summarize(task, results, parent.info.run_id)
         mean, std = summary.spread
-        mlflow.log_metrics(_finite({f"restarts_{task.test_metric}": mean, f"restarts_{task.test_metric}_std": std,
+        mlflow.log_metrics(_finite({f"restarts_{task.test_metric}": mean, task.spread_metric: std,
                                     f"restarts_{task.selection_metric}": mean_and_spread(summary.scores)[0],
                                     "best_seed": float(summary.best.config.seed)}))
         task.log_result(summary.best, register_as=register_as)
@@ -112,9 +112,10 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _summarize(task: Task, results: list, run_id: str | None) -> RunSummary:
-    """The restart with the best selection score (the first of equals); the test split plays no part."""
+    """The restart with the best selection score (`task.direction`; the first of equals); the test split plays no part."""
     scores = [float(task.selection_score(r)) for r in results]
     if len(results) > 1 and not all(math.isfinite(s) for s in scores):
         raise ValueError(f"Choosing among restarts needs a finite {task.value_name} for each. Received: {scores}")
-    best = results[max(range(len(results)), key=scores.__getitem__)]
+    sign = -1.0 if task.direction == "minimize" else 1.0
+    best = results[max(range(len(results)), key=lambda i: sign * scores[i])]
     return RunSummary(best, scores, run_id, [float(task.test_score(r)) for r in results])

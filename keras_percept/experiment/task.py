@@ -7,9 +7,12 @@ methods below. A new task is one module: subclass `Task`, fill in what is marked
 `register_task` it; `run_experiment`, `keras-percept`'s tracking and
 `python tuning/search.py --task <name> --space <yaml>` then run it unchanged.
 
-A task's result is whatever its `train` returns; the core reads it only through the task
-(`selection_score`, `test_score`, `log_result`, ...), and needs of it `history` (Keras's
-per-epoch logs), `seconds` and `model_path`.
+A task's config must be a dataclass (restarts are `dataclasses.replace(config, seed=...)`)
+with `seed`, `experiment`, `tracking_uri`, `output_dir`, `optim.epochs` and `to_dict()`;
+`restarts` is optional (1 without it). A task's result is whatever its `train` returns; the
+core reads it through the task (`selection_score`, `test_score`, `log_result`, ...) and
+needs of it `config` (the config it was trained with), `history` (Keras's per-epoch logs),
+`seconds` and `model_path`.
 
 Example:
 
@@ -44,13 +47,14 @@ class Task:
         monitor: the per-epoch key of the selection score in Keras's logs, which the Optuna
             pruner watches (e.g. `"val_twoafc"`; `MLflowEpochLogger` logs it as `selection_*`).
         value_name, value_scale: how tables print the selection score (`"selection 2AFC"`, 100: in %).
+        test_name: how reports name the test score (`"test 2AFC"`).
+        direction: `"maximize"` or `"minimize"` the selection score (restarts; a study's space says its own).
+        model_word: what reports call the saved model (`"metric"` for 2AFC).
         default_config, default_space: paths relative to the project folder, or `None`.
         registers_models: the best model of a study is registered in MLflow's model registry.
         paradigms: the variants `--paradigm` chooses among (empty: the task has none).
 
-    The config a task loads must have `seed` (restarts use `seed`, `seed + 1`, ...),
-    `experiment`, `tracking_uri`, `output_dir`, `optim.epochs` and `to_dict()`; `restarts`
-    is optional (1 without it).
+    See the module docstring for what the core needs of a task's config and result.
     """
 
     name: str = ""
@@ -59,6 +63,9 @@ class Task:
     monitor: str = "val_loss"
     value_name: str = "selection score"
     value_scale: float = 1.0
+    test_name: str = "test score"
+    direction: str = "maximize"
+    model_word: str = "model"
     default_config: str | None = None
     default_space: str | None = None
     registers_models: bool = False
@@ -91,10 +98,6 @@ class Task:
     def run_name(self, config) -> str:
         return f"{self.name} seed {config.seed}"
 
-    def paradigm(self, config) -> str:
-        """What the search's parameter table calls the run's variant ("n/a" without one)."""
-        return "n/a"
-
     def check_finite(self, result) -> None:
         """Raises `FloatingPointError` when a loss in the history or the selection score is not finite."""
         check_finite_history(result.history)
@@ -119,12 +122,14 @@ class Task:
         mlflow.log_metrics({**self.seed_metrics(result), "seconds": float(result.seconds)})
         mlflow.log_artifact(result.model_path, "model_file")
 
-    def describe(self, result) -> str:
-        """One line: the selection and test scores (for the study's "best:" line)."""
-        scale = self.value_scale
-        unit = " %" if scale == 100 else ""
-        return (f"{self.value_name} {scale * self.selection_score(result):.4g}{unit}; "
-                f"{self.test_metric} {scale * self.test_score(result):.4g}{unit} (scored once)")
+    @property
+    def spread_metric(self) -> str:
+        """The MLflow name of the restarts' sample standard deviation of the test score."""
+        return f"restarts_{self.test_metric}_std"
+
+    def format_value(self, value: float) -> str:
+        """A score as reports print it (`value_scale`; in % when it is 100)."""
+        return f"{100 * value:.2f} %" if self.value_scale == 100 else f"{value:.4f}"
 
 
 def check_finite_history(history: Mapping[str, list[float]]) -> None:

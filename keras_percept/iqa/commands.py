@@ -62,7 +62,8 @@ def run_iqa_train(args) -> None:
         print(f"MLflow run: {summary.run_id}")
     if len(summary.scores) > 1:
         print(f"the best of {len(summary.scores)} restarts on the validation SRCC: seed {best.config.seed}")
-    print("selection: " + ", ".join(f"{k} {v:.4f}" for k, v in best.val_scores.items()))
+    if best.val_scores:
+        print("selection (validation split): " + ", ".join(f"{k} {v:.4f}" for k, v in best.val_scores.items()))
     print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in best.scores.items()))
     print(f"model saved: {os.path.abspath(best.model_path)} ({best.seconds:.1f} s)")
 

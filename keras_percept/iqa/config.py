@@ -192,6 +192,10 @@ class IQAConfig:
                             ("data.test_patch_num", d.test_patch_num), ("optim.epochs", o.epochs),
                             ("restarts", self.restarts)):
             check_positive_int(name, value)
+        if self.restarts > 1 and d.val_fraction == 0:
+            raise ValueError("`restarts` > 1 needs a validation split (`data.val_fraction` > 0) to choose among the "
+                             f"seeds: the test split is never used for a choice. Received: restarts={self.restarts}, "
+                             f"data.val_fraction={d.val_fraction}")
         if isinstance(d.batch_size, bool) or not isinstance(d.batch_size, int) or d.batch_size < 2:
             raise ValueError("`data.batch_size` must be an integer >= 2 (the rank losses compare samples within "
                              f"a batch). Received: {d.batch_size!r}")

@@ -2,7 +2,7 @@
 
 Its config is `IQAConfig` (`load_iqa_config`), its fit `train_iqa`, its
 selection score the kept model's SRCC on the validation split carved from the
-training images (`selected_srcc`; per epoch `selection_srcc`), its test score the
+training images (`selected_val_srcc`, as `compare-losses` logs it; per epoch `selection_srcc`), its test score the
 test split's SRCC (`test_srcc`).
 """
 
@@ -25,11 +25,12 @@ class IQATask(Task):
     """
 
     name = "iqa"
-    selection_metric = "selected_srcc"  # per epoch: selection_srcc (Keras's val_srcc)
+    selection_metric = "selected_val_srcc"  # per epoch: selection_srcc (Keras's val_srcc)
     test_metric = "test_srcc"
     monitor = "val_srcc"
     value_name = "selection SRCC"
     value_scale = 1.0
+    test_name = "test SRCC"
     default_config = os.path.join("configs", "iqa", "compare.yaml")  # its `compare:` block is ignored
     default_space = os.path.join("configs", "search", "iqa.yaml")
 
@@ -72,17 +73,8 @@ class IQATask(Task):
         return {**self.trial_metrics(result), **{f"test_{k}": float(v) for k, v in result.scores.items()}}
 
     def trial_metrics(self, result) -> dict[str, float]:
-        return {f"selected_{k}": float(v) for k, v in result.val_scores.items()}
+        return {f"selected_val_{k}": float(v) for k, v in result.val_scores.items()}
 
-    def log_result(self, result, *, register_as=None) -> None:
-        from keras_percept.iqa.trainer import check_finite_run
-
-        check_finite_run(result)
-        super().log_result(result, register_as=register_as)
-
-    def describe(self, result) -> str:
-        return (f"selection SRCC {self.selection_score(result):.4f}; test SRCC {self.test_score(result):.4f} "
-                "(scored once)")
 
 
 IQA = register_task(IQATask())

@@ -3,14 +3,16 @@
 2AFC losses take `y_true` = h `(N,)`/`(N, 1)` (fraction of judges preferring
 p1) and `y_pred` = `(N, 3)` = `[d0, d1, logit]`; IQA losses take MOS and
 predicted quality. `get_loss(name)` builds one by its config name; `l1` and `l2`
-are Keras's own `MeanAbsoluteError` and `MeanSquaredError` (the same per-sample
-absolute and squared error against MOS).
+are Keras's own `MeanAbsoluteError` and `MeanSquaredError` (`L1Loss` / `L2Loss`:
+the same absolute and squared error against MOS, per sample for `(N, 1)` predictions).
 `PerceptualLoss` is LPIPS as a loss between images, for image-generation
 models (not in the registry: its inputs are images, not 2AFC/IQA scores).
 """
 
 from keras_percept.losses.iqa import (
     FidelityLoss,
+    L1Loss,
+    L2Loss,
     PairwiseRankLoss,
     PLCCLoss,
     SRCCLoss,
@@ -38,6 +40,8 @@ from keras_percept.losses.twoafc import (
 __all__ = [
     "LOSSES",
     "FidelityLoss",
+    "L1Loss",
+    "L2Loss",
     "PLCCLoss",
     "PairwiseRankLoss",
     "PerceptualLoss",

@@ -5,7 +5,7 @@ Layout: `y_true` = MOS, `y_pred` = predicted quality, each `(N,)` or `(N, 1)`
 convention of both must agree). `fidelity_loss` also accepts `(N, 2)` =
 `[mean, std]` for either (MOS standard deviation / predicted uncertainty).
 
-(The config's `l1` and `l2` are Keras's `MeanAbsoluteError` and `MeanSquaredError`.)
+(The config's `l1` and `l2` are Keras's `MeanAbsoluteError` and `MeanSquaredError`, as `L1Loss` / `L2Loss`.)
 `pairwise_rank_loss` and `fidelity_loss` return one value
 per sample, `(N,)` (for the pairwise losses: sample i's mean over its pairs,
 so the batch mean is the mean over all ordered pairs i != j); `plcc_loss` and
@@ -339,3 +339,33 @@ class FidelityLoss(FunctionLoss):
         self.sigma = check_range("sigma", sigma, 0.0, low_open=True)
         self.eps = check_range("eps", eps, 0.0, low_open=True)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_percept")
+class L1Loss(keras.losses.MeanAbsoluteError):
+    """Keras's `MeanAbsoluteError` under the name `.keras` files of earlier versions refer to (`loss_type: l1`).
+
+    Per sample for `(N, 1)` predictions (the IQA model's output) against `(N,)` or `(N, 1)` MOS.
+
+    Example:
+
+    >>> float(L1Loss()(np.array([3.0, 1.0]), np.array([[2.5], [2.0]])))  # (0.5 + 1.0) / 2
+    0.75
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name="l1_loss", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_percept")
+class L2Loss(keras.losses.MeanSquaredError):
+    """Keras's `MeanSquaredError` under the name `.keras` files of earlier versions refer to (`loss_type: l2`).
+
+    Example:
+
+    >>> float(L2Loss()(np.array([3.0, 1.0]), np.array([[2.5], [2.0]])))  # (0.25 + 1.0) / 2
+    0.625
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name="l2_loss", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)

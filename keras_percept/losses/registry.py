@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_percept.losses.iqa import FidelityLoss, PairwiseRankLoss, PLCCLoss, SRCCLoss
+from keras_percept.losses.iqa import FidelityLoss, L1Loss, L2Loss, PairwiseRankLoss, PLCCLoss, SRCCLoss
 from keras_percept.losses.twoafc import (
     TwoAFCBCE,
     TwoAFCFocal,
@@ -20,8 +20,8 @@ LOSSES: dict[str, type[keras.losses.Loss]] = {
     "hinge": TwoAFCHinge,
     "margin_ranking": TwoAFCMarginRanking,
     "similarity_mse": TwoAFCSimilarityMSE,
-    "l1": keras.losses.MeanAbsoluteError,  # Keras's own: |y_pred - y_true| per sample, as IQA needs
-    "l2": keras.losses.MeanSquaredError,
+    "l1": L1Loss,  # Keras's MeanAbsoluteError under its earlier registered name
+    "l2": L2Loss,  # Keras's MeanSquaredError
     "plcc": PLCCLoss,
     "srcc": SRCCLoss,
     "pairwise_rank": PairwiseRankLoss,

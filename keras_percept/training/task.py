@@ -31,6 +31,9 @@ class TwoAFCTask(Task):
     monitor = "val_twoafc"
     value_name = "selection 2AFC"
     value_scale = 100.0
+    test_name = "test 2AFC"
+    model_word = "metric"
+    spread_metric = "restarts_test_2afc_std"
     default_config = None
     default_space = os.path.join("configs", "search", "{paradigm}.yaml")
     registers_models = True
@@ -65,9 +68,6 @@ class TwoAFCTask(Task):
     def run_name(self, config) -> str:
         return f"{config.paradigm}-{config.model.net}"
 
-    def paradigm(self, config) -> str:
-        return config.paradigm
-
     def seed_metrics(self, result) -> dict[str, float]:
         """The selection 2AFC and each distance's test 2AFC mean (`test_2afc_mean`, `test_2afc_l2_mean`, ...)."""
         from keras_percept.training.evaluation import twoafc_metrics
@@ -83,9 +83,6 @@ class TwoAFCTask(Task):
     def log_result(self, result, *, register_as=None) -> None:
         log_training_outputs(result, register_as=register_as)
 
-    def describe(self, result) -> str:
-        return (f"selection 2AFC {100 * self.selection_score(result):.2f} %; test 2AFC "
-                f"{100 * self.test_score(result):.2f} % (the val split, scored once)")
 
 
 def log_training_outputs(result, *, register_as: str | None = None) -> None:

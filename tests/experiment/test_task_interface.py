@@ -63,7 +63,7 @@ def test_a_two_trial_study_runs_the_toy_task_through_tuning_search(tmp_path, mon
     space = tmp_path / "toy_space.yaml"
     space.write_text(yaml.safe_dump({"task": "toy", "params": {
         "optim.learning_rate": {"type": "float", "low": 0.005, "high": 0.1, "log": True}},
-        "fixed": {"optim.epochs": 2}, "study": {"monitor": "val_r2", "pruner": {"name": "none"}}}))
+        "fixed": {"optim.epochs": 2}, "study": {"pruner": {"name": "none"}}}))  # monitor: the task's val_r2
     TEST_READS.clear()
     code = search.main(["--task", "toy", "--space", str(space), "--trials", "2", "--storage",
                         f"sqlite:///{tmp_path / 'study.db'}", "--set", f"tracking_uri={uri}", "--no-progress",
@@ -74,6 +74,7 @@ def test_a_two_trial_study_runs_the_toy_task_through_tuning_search(tmp_path, mon
 
     study = optuna.load_study(study_name="toy-study", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert all(len(t.intermediate_values) == 2 for t in study.trials)  # the pruner was fed the task's monitor
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("toy").experiment_id])
     trials = [r for r in runs if r.data.tags.get("optuna.role") == "trial"]

@@ -217,7 +217,7 @@ def test_iqa_train_command_runs_restarts_through_the_experiment_core(tmp_path, m
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     seeds = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert sorted(seeds) == ["seed 0", "seed 1"]
-    selected = {name: r.data.metrics["selected_srcc"] for name, r in seeds.items()}
+    selected = {name: r.data.metrics["selected_val_srcc"] for name, r in seeds.items()}
     best = max(selected, key=selected.get)
     assert parent.data.metrics["best_seed"] == float(best.split()[1])
     assert parent.data.metrics["test_srcc"] == pytest.approx(seeds[best].data.metrics["test_srcc"])
