@@ -8,6 +8,12 @@ Non-negativity of the linear weights has three interchangeable forms
 (`nonneg_method`): projection after each step (`keras.constraints.NonNeg`,
 the reference's clamp), a soft quadratic penalty (`NonNegPenalty`), and an
 interior-point barrier (`LogBarrier`).
+
+L1 and elastic net are Keras's own `keras.regularizers.L1` and `L1L2` (the
+same sums); `lin_penalty(name, strength)` builds the config's choice
+(`lin_penalty: elastic_net | group_lasso | simplex | entropy`), and
+`PerTap` applies a per-tap regularizer to one kernel holding every tap's
+channels (the cached `lin` model's).
 """
 
 from __future__ import annotations
@@ -21,67 +27,8 @@ from keras import ops
 from keras_percept.losses._layout import check_range
 
 NONNEG_METHODS = ("projection", "penalty", "barrier")
-
-
-@keras.saving.register_keras_serializable(package="keras_percept")
-class L1(keras.regularizers.Regularizer):
-    """Lasso on the weights: sparse channel selection.
-
-    Formula:
-
-    ```python
-    loss = strength * sum(abs(w))
-    ```
-
-    Args:
-        strength: >= 0. Defaults to `0.01`.
-
-    Example:
-
-    >>> L1(0.5)(np.array([1.0, -2.0]))  # 1.5
-    """
-
-    def __init__(self, strength: float = 0.01):
-        self.strength = check_range("strength", strength, 0.0)
-
-    def __call__(self, x):
-        return self.strength * ops.sum(ops.abs(x))
-
-    def get_config(self) -> dict:
-        return {"strength": self.strength}
-
-
-@keras.saving.register_keras_serializable(package="keras_percept")
-class ElasticNet(keras.regularizers.Regularizer):
-    """L1 plus squared L2 on the weights.
-
-    Formula:
-
-    ```python
-    loss = l1 * sum(abs(w)) + l2 * sum(w ** 2)
-    ```
-
-    Args:
-        l1: >= 0. Defaults to `0.01`.
-        l2: >= 0. Defaults to `0.01`.
-
-    Example:
-
-    >>> ElasticNet(l1=0.5, l2=0.25)(np.array([1.0, -2.0]))  # 1.5 + 1.25 = 2.75
-
-    Reference: Zou & Hastie, "Regularization and Variable Selection via the
-    Elastic Net", JRSS-B 2005.
-    """
-
-    def __init__(self, l1: float = 0.01, l2: float = 0.01):
-        self.l1 = check_range("l1", l1, 0.0)
-        self.l2 = check_range("l2", l2, 0.0)
-
-    def __call__(self, x):
-        return self.l1 * ops.sum(ops.abs(x)) + self.l2 * ops.sum(ops.square(x))
-
-    def get_config(self) -> dict:
-        return {"l1": self.l1, "l2": self.l2}
+#: `lin_penalty` choices of the training config (per tap on the linear weights).
+LIN_PENALTIES = ("none", "elastic_net", "group_lasso", "simplex", "entropy")
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
@@ -393,3 +340,51 @@ def nonneg_method(name: str = "projection", **kwargs) -> NonNegMethod:
         return NonNegMethod(None, NonNegPenalty(**kwargs))
     return NonNegMethod(None, LogBarrier(**kwargs))
 
+
+def lin_penalty(name: str, strength: float):
+    """The config's `lin_penalty` on one tap's linear weights, at `strength`; `None` for `"none"`.
+
+    `elastic_net` is `keras.regularizers.L1L2(l1=strength, l2=strength)`;
+    `group_lasso`, `simplex` and `entropy` are `GroupLasso`, `SimplexPenalty`
+    and `EntropyPenalty` (each per tap: Keras sums them over the taps' kernels).
+
+    Example:
+
+    >>> float(lin_penalty("simplex", 2.0)(np.array([0.5, 1.0])))  # 2 * (1.5 - 1) ** 2
+    0.5
+    """
+    if name not in LIN_PENALTIES:
+        raise ValueError(f"`lin_penalty` must be one of {list(LIN_PENALTIES)}. Received: {name!r}")
+    if name == "none":
+        return None
+    if name == "elastic_net":
+        return keras.regularizers.L1L2(l1=strength, l2=strength)
+    return {"group_lasso": GroupLasso, "simplex": SimplexPenalty, "entropy": EntropyPenalty}[name](strength)
+
+
+class PerTap:
+    """A per-tap regularizer on one `(sum(channels), 1)` kernel: applied to each tap's rows, summed.
+
+    The cached `lin` model trains one Dense kernel over all taps' channels;
+    Keras's regularizers see a variable whole, so a group or simplex penalty
+    on it would treat all taps as one group. This splits it as the metric's
+    per-tap kernels are split (`channels`), which makes the cached model's
+    penalty equal to the full model's.
+
+    Example:
+
+    >>> float(PerTap(SimplexPenalty(1.0), [1, 2])(np.array([[1.0], [0.25], [0.25]])))  # 0 + 0.25
+    0.25
+    """
+
+    def __init__(self, regularizer, channels):
+        self.regularizer = regularizer
+        self.channels = [int(c) for c in channels]
+
+    def __call__(self, x):
+        x = ops.reshape(x, (-1,))
+        total, start = 0.0, 0
+        for c in self.channels:
+            total = total + self.regularizer(x[start:start + c])
+            start += c
+        return total

@@ -122,6 +122,8 @@ class TrainConfig:
     nonneg_strength: float | None = None
     l2sp: float = 0.0
     lin_l1: float = 0.0
+    lin_penalty: str = "none"
+    lin_penalty_strength: float = 0.01
     feature_cache: str = "auto"
     lin_solver: str = "fit"
     early_stopping_patience: int | None = None
@@ -159,6 +161,15 @@ class TrainConfig:
             raise ValueError(f"`optim.gradient_accumulation_steps` must be an integer >= 2 or null. Received: {steps!r}")
         check_range("l2sp", self.l2sp, 0.0, None)
         check_range("lin_l1", self.lin_l1, 0.0, None)
+        from keras_percept.regularizers import LIN_PENALTIES
+
+        check_choice("lin_penalty", self.lin_penalty, LIN_PENALTIES)
+        if isinstance(self.lin_penalty_strength, bool) or not isinstance(self.lin_penalty_strength, (int, float)) \
+                or not self.lin_penalty_strength > 0:
+            raise ValueError(f"`lin_penalty_strength` must be a number > 0. Received: {self.lin_penalty_strength!r}")
+        if self.lin_penalty != "none" and self.lin_solver == "lbfgs":
+            raise ValueError("`lin_solver: lbfgs` solves the convex L1 problem only: use `lin_solver: fit` with a "
+                             f"`lin_penalty`. Received: lin_penalty={self.lin_penalty!r}")
         if self.nonneg_strength is not None and not (
                 isinstance(self.nonneg_strength, (int, float)) and self.nonneg_strength > 0):
             raise ValueError(f"`nonneg_strength` must be > 0 or null. Received: {self.nonneg_strength!r}")

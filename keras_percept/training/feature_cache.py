@@ -166,7 +166,8 @@ class CachedLinModel(keras.Model):
     `write_back` returns to) the metric's linear weights, so training it
     trains the metric. The linear weights are one non-negative `Dense`
     kernel over all taps' channels; `nonneg`/regularizers are taken from the
-    metric's linear kernels (the first tap's, identical on every tap).
+    metric's linear kernels (the first tap's, identical on every tap), the
+    regularizer applied per tap (`regularizers.PerTap`).
 
     Example:
 
@@ -181,10 +182,12 @@ class CachedLinModel(keras.Model):
         if not metric.lpips:
             raise ValueError("CachedLinModel trains linear weights: the metric must have lpips=True.")
         channels = sum(metric.tap_channels)
+        from keras_percept.regularizers import PerTap
+
         first = metric.lins[0].kernel
+        per_tap = PerTap(first.regularizer, metric.tap_channels) if first.regularizer is not None else None
         self.linear = keras.layers.Dense(
-            1, use_bias=False, kernel_constraint=first.constraint, kernel_regularizer=first.regularizer,
-            name="linear",
+            1, use_bias=False, kernel_constraint=first.constraint, kernel_regularizer=per_tap, name="linear",
         )
         self.linear.build((None, channels))
         self.linear.kernel.assign(ops.reshape(metric.linear_weights(), (channels, 1)))

@@ -71,18 +71,21 @@ def randomize_linear_weights(metric: LPIPS, seed: int) -> None:
 
 
 def apply_regularization(metric: LPIPS, config) -> None:
-    """Non-negativity method, L1 on the linear weights and L2-SP on the trunk, as `config` says.
+    """Non-negativity method, L1 and `lin_penalty` on the linear weights, and L2-SP on the trunk, as `config` says.
 
     The metric's linear kernels carry `NonNeg` (projection) by construction;
     `nonneg: penalty | barrier` swaps it for a soft penalty or a log-barrier
     (`strength` / `mu` = `nonneg_strength`, null for the regularizer's own
     default), so the constraint methods can be
-    compared on the same run. `l2sp > 0` pulls every trainable trunk variable
+    compared on the same run. `lin_l1` is Keras's `L1` and `lin_penalty` one of
+    `regularizers.LIN_PENALTIES` at `lin_penalty_strength`, each per tap. `l2sp > 0` pulls every trainable trunk variable
     towards its starting (pretrained) value. All act through Keras: the
     optimizer applies `variable.constraint` after each step, `fit` adds
     `variable.regularizer` terms to the loss.
     """
-    from keras_percept.regularizers import L1, add_l2sp, nonneg_method
+    import keras
+
+    from keras_percept.regularizers import add_l2sp, lin_penalty, nonneg_method
 
     options = {}
     if config.nonneg_strength is not None:
@@ -90,7 +93,9 @@ def apply_regularization(metric: LPIPS, config) -> None:
     constraint, regularizer = nonneg_method(config.nonneg, **options)
     for lin in metric.lins:
         lin.kernel.constraint = constraint
-        terms = [r for r in (regularizer, L1(config.lin_l1) if config.lin_l1 else None) if r is not None]
+        l1 = keras.regularizers.L1(config.lin_l1) if config.lin_l1 else None
+        terms = [r for r in (regularizer, l1, lin_penalty(config.lin_penalty, config.lin_penalty_strength))
+                 if r is not None]
         lin.kernel.regularizer = terms[0] if len(terms) == 1 else (_Sum(terms) if terms else None)
     if config.l2sp and metric.trunk_trainable and config.model.trunk_weights is not None:
         add_l2sp(metric.backbone, strength=config.l2sp)

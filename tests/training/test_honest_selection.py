@@ -102,9 +102,10 @@ def _study(roots, tmp_path, monkeypatch):
         study = optuna.create_study(study_name="honest", storage=storage, direction="maximize")
         for lr in (3e-4, 0.01):
             study.enqueue_trial({"optim.learning_rate": lr})
+        # --worker: the trials only (the retrained best trial's report reads the test split, and may).
         assert main(["--trials", "2", "--study-name", "honest", "--storage", storage, "--space", str(space),
                      "--set", f"data.dataset={root}", "--output-dir", str(where / "runs"), "--no-progress",
-                     "--experiment", "honest"]) == 0
+                     "--experiment", "honest", "--worker"]) == 0
         study = optuna.load_study(study_name="honest", storage=storage)
         out[name] = {"best": study.best_trial.number, "values": [t.value for t in study.trials]}
     return out
