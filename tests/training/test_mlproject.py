@@ -79,9 +79,9 @@ def project_env(tmp_path_factory):
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="runs `mlflow run` once per suite (the TensorFlow pass); the training it calls is "
                            "tested on every backend in test_training.py")
-# lin (the README's command) and scratch (random trunk, trunk statistics); `tune` differs from scratch only in
-# config values that tests/training/test_training.py covers, so it is left out for CI time.
-@pytest.mark.parametrize("paradigm", ["lin"])  # CI time: scratch and tune take the same entry point
+# lin (the README's command). `scratch` and `tune` take the same entry point with another `paradigm` value;
+# their training is tests/training/test_training.py's, so they are left out for CI time.
+@pytest.mark.parametrize("paradigm", ["lin"])
 def test_mlflow_run_trains_logs_and_saves_a_loadable_metric(paradigm, project_env):
     import mlflow
 

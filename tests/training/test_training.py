@@ -383,6 +383,7 @@ def test_scratch_with_mixed_precision_and_gradient_accumulation(tiny_root, tmp_p
     assert np.isfinite(result.history["loss"][0]) and result.history["trunk_drift"][0] > 0
 
 
+@pytest.mark.one_pass  # the cache's algebra (channel means through a linear head); each backend's trunk: parity tests
 def test_cached_evaluation_equals_the_metric_on_the_images(tiny_root, tmp_path):
     from keras_percept.data import index_2afc
     from keras_percept.training import train
@@ -394,9 +395,8 @@ def test_cached_evaluation_equals_the_metric_on_the_images(tiny_root, tmp_path):
     assert set(result.evaluation) == {"lpips"}
     metric = keras.saving.load_model(result.metric_path)
     fn = {"lpips": lambda a, b: metric.predict_on_batch((a, b))}
-    checks = [(result.evaluation["lpips"], index_2afc(tiny_root, "val"))]
-    if keras.backend.backend() == "tensorflow":  # the same code on another split (JAX recompiles per batch size)
-        checks.append((result.selection, selection_split(config, tiny_root)[1]))
+    checks = [(result.evaluation["lpips"], index_2afc(tiny_root, "val")),
+              (result.selection, selection_split(config, tiny_root)[1])]  # the same code on another split
     for cached, index in checks:
         on_images = evaluate_2afc(fn, by_category(index, config))["lpips"]
         assert set(on_images) == set(cached) - {"all"}
