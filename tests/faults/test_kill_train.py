@@ -11,12 +11,15 @@ straight run's, and no temporary is left. Dropout and shuffling are on and
 epochs have several batches. The tracked case checks that the killed and
 resumed run is one FINISHED MLflow run holding each epoch's metrics once.
 
-Per backend (TF, JAX, torch): lin through the trunk (the issue's scenario).
-`tune` (lin cached: the MLflow case; scratch: see the tune test), the IQA
-trainer through a trainable trunk, the MLflow continuation and a negative
-control run in the TensorFlow pass only (`one_pass`, for CI time): what they
-add — trunk optimizer groups, the cached and MOS pipelines, MLflow plumbing —
-is not backend code that the per-backend case leaves out.
+Per backend (TF, JAX, torch), compiled as users run it: lin through the trunk
+(the issue's scenario). `tune` (lin cached: the MLflow case; scratch: see the
+tune test), the IQA trainer through a trainable trunk, the MLflow continuation
+and a negative control run in the TensorFlow pass only (`one_pass`) and with
+Keras's `run_eagerly=True`, both for CI time (tracing the EfficientNet train
+step is most of a child's time: a `tune` child takes 92 s compiled, 46 s
+eagerly): what they add — trunk optimizer groups, the cached and MOS
+pipelines, MLflow plumbing — is neither backend code nor compiled code that
+the per-backend case leaves out.
 
 Negative controls: `CONTROL=replay_epoch_zero` in the children's environment
 puts the issue's bug back (each process starts at epoch 0's order) and fails
@@ -47,6 +50,11 @@ from keras_percept.callbacks import ResumableEarlyStopping
 task, root, out = sys.argv[1], sys.argv[2], sys.argv[3]
 overrides = sys.argv[4:]
 kill_point = os.environ.get("KILL_POINT")  # "epoch step": print it, then wait there for the SIGKILL
+if os.environ.get("RUN_EAGERLY"):  # Keras's run_eagerly=True: no graph tracing (see the module docstring)
+    compile_model = keras.Model.compile
+    def compile_eagerly(self, *args, **kwargs):
+        compile_model(self, *args, **dict(kwargs, run_eagerly=True))
+    keras.Model.compile = compile_eagerly
 
 class Progress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
@@ -101,7 +109,7 @@ else:
     from keras_percept.training import load_config, train
     config = load_config(paradigm=task, overrides=[f"data.dataset={root}", f"output_dir={out}", "strategy=none",
                                                   *overrides])
-    result = train(config, callbacks=[Progress()], progress=False, verbose=0, baselines=False)
+    result = train(config, callbacks=[Progress()], progress=False, verbose=0, baselines=False, test=False)
     weights, history = result.model.weights, result.history
 np.savez(os.path.join(out, "weights.npz"), **{f"{i}:{w.path}": keras.ops.convert_to_numpy(w)
                                               for i, w in enumerate(weights)})
@@ -122,10 +130,11 @@ def tiny_root(tmp_path_factory) -> str:
 
 
 def kill_and_resume(tmp_path, task: str, root: str, overrides: list[str], kill_point: str,
-                    control: str = "") -> tuple[dict, dict]:
+                    control: str = "", compiled: bool = True) -> tuple[dict, dict]:
     """(straight, resumed) outcomes of `CHILD`: weights by name, history, early-stopping state, output.
 
-    `control` names old behaviours the killed and the resumed process put back (a negative control).
+    `control` names old behaviours the killed and the resumed process put back (a negative control);
+    `compiled=False` runs all three processes with Keras's `run_eagerly=True`.
     """
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -144,12 +153,15 @@ def kill_and_resume(tmp_path, task: str, root: str, overrides: list[str], kill_p
         assert leftovers(str(out)) == []
         return dict(found, weights=weights, output=output)
 
-    env = dict(os.environ, CONTROL=control)
+    env = dict(os.environ, CONTROL=control, RUN_EAGERLY="" if compiled else "1",
+               # JAX: the resumed process reuses the killed one's XLA executables (the same programs, not recompiled).
+               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     # The straight run goes alongside the killed one (two cores), its output in a file.
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
     with open(tmp_path / "straight.log", "w") as log:
         straight = subprocess.Popen(args(straight_dir), stdout=log, stderr=subprocess.STDOUT, cwd=str(straight_dir),
-                                    env=dict(os.environ, CONTROL=""))
+                                    env=dict(env, CONTROL=""))
         try:
             killed = run_and_kill(args(killed_dir), pattern=f"^batch {kill_point}$", env=dict(env, KILL_POINT=kill_point),
                                   cwd=str(killed_dir), timeout=900)
@@ -203,7 +215,8 @@ def test_lin_through_the_trunk_killed_mid_epoch_resumes_to_the_uninterrupted_wei
 def test_tune_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tiny_root, tmp_path):
     """`tune` (pretrained trunk at a lower rate: two optimizers' state). `scratch` takes the same path
     (`_fit_images`) as the per-backend lin case; with `model.net=squeeze` it resumed exactly (0.0)."""
-    straight, resumed = kill_and_resume(tmp_path, "tune", tiny_root, COMMON + ["model.dropout=0.5"], "1 1")
+    straight, resumed = kill_and_resume(tmp_path, "tune", tiny_root, COMMON + ["model.dropout=0.5"], "1 1",
+                                       compiled=False)
     check_resumed_equals_straight(straight, resumed, "tune")
 
 
@@ -214,7 +227,7 @@ IQA = ["data.n_train=48", "data.n_test=16", "data.batch_size=16", "data.train_pa
 
 @pytest.mark.one_pass  # CI time: the IQA trainer's backend code (Keras fit, dropout) is the lin case's
 def test_iqa_trainer_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
-    straight, resumed = kill_and_resume(tmp_path, "iqa", "-", IQA, kill_point="1 1")
+    straight, resumed = kill_and_resume(tmp_path, "iqa", "-", IQA, kill_point="1 1", compiled=False)
     check_resumed_equals_straight(straight, resumed, "iqa")
 
 
@@ -225,7 +238,8 @@ def test_a_killed_tracked_run_continues_its_mlflow_run(tiny_root, tmp_path):
     # `sqlite:///mlflow.db` is relative to each child's folder: the straight and the killed run each have a store.
     overrides = ["lin", *COMMON, "feature_cache=auto", "model.dropout=0.5", "early_stopping_patience=null",
                  "tracking_uri=sqlite:///mlflow.db", "experiment=kill-test"]
-    straight, resumed = kill_and_resume(tmp_path, "tracked", tiny_root, overrides, kill_point="1 1")
+    straight, resumed = kill_and_resume(tmp_path, "tracked", tiny_root, overrides, kill_point="1 1",
+                                       compiled=False)
     check_resumed_equals_straight(straight, resumed, "lin (cached), tracked")
     histories = {}
     for name in ("straight", "killed"):
@@ -251,6 +265,7 @@ def test_the_kill_test_fails_when_a_new_process_replays_epoch_zeros_order(tiny_r
     the same way; they are not run here to keep the suite's time.
     """
     overrides = COMMON + ["feature_cache=auto", "model.dropout=0.5"]
-    straight, resumed = kill_and_resume(tmp_path, "lin", tiny_root, overrides, "1 1", control="replay_epoch_zero")
+    straight, resumed = kill_and_resume(tmp_path, "lin", tiny_root, overrides, "1 1", control="replay_epoch_zero",
+                                       compiled=False)
     with pytest.raises(AssertionError, match="deviate"):
         check_resumed_equals_straight(straight, resumed, "lin (cached), epoch 0's order replayed")
