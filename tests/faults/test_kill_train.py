@@ -154,14 +154,15 @@ def kill_and_resume(tmp_path, task: str, root: str, overrides: list[str], kill_p
         return dict(found, weights=weights, output=output)
 
     env = dict(os.environ, CONTROL=control, RUN_EAGERLY="" if compiled else "1",
-               # JAX: the resumed process reuses the killed one's XLA executables (the same programs, not recompiled).
+               # JAX: the resumed process reuses the killed one's XLA executables (the same programs, not recompiled;
+               # the straight run has its own folder: JAX writes cache entries in place, without a lock).
                JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     # The straight run goes alongside the killed one (two cores), its output in a file.
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
     with open(tmp_path / "straight.log", "w") as log:
         straight = subprocess.Popen(args(straight_dir), stdout=log, stderr=subprocess.STDOUT, cwd=str(straight_dir),
-                                    env=dict(env, CONTROL=""))
+                                    env=dict(env, CONTROL="", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache_straight")))
         try:
             killed = run_and_kill(args(killed_dir), pattern=f"^batch {kill_point}$", env=dict(env, KILL_POINT=kill_point),
                                   cwd=str(killed_dir), timeout=900)
