@@ -162,7 +162,8 @@ def kill_and_resume(tmp_path, task: str, root: str, overrides: list[str], kill_p
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
     with open(tmp_path / "straight.log", "w") as log:
         straight = subprocess.Popen(args(straight_dir), stdout=log, stderr=subprocess.STDOUT, cwd=str(straight_dir),
-                                    env=dict(env, CONTROL="", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache_straight")))
+                                    env=dict(env, CONTROL="",
+                                             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache_straight")))
         try:
             killed = run_and_kill(args(killed_dir), pattern=f"^batch {kill_point}$", env=dict(env, KILL_POINT=kill_point),
                                   cwd=str(killed_dir), timeout=900)
