@@ -5,7 +5,8 @@ keras_percept, so the server dies at start with "Could not locate class 'LPIPS'"
 is a `mlflow.pyfunc.PythonModel` of this package: unpickling it imports keras_percept (which
 registers the layers), `load_context` loads the `.keras` artifact, and `predict` checks the
 request and answers `{"distance": [...]}`. `log_metric_model` logs it with the signature
-`(x0, x1) -> distance` and an input example.
+`(x0, x1) -> distance` and an input example. Every bad request, MLflow's own signature check
+included, is answered with HTTP 400 and a one-line message (`answer_schema_errors_in_one_line`).
 
     mlflow models serve -m "models:/<name>@latest-trained" --env-manager local -p 5001
     curl -s 127.0.0.1:5001/invocations -H "Content-Type: application/json" \\
@@ -67,6 +68,7 @@ class MetricModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
+        answer_schema_errors_in_one_line()
         self.metric = keras.saving.load_model(context.artifacts[ARTIFACT])
         if not isinstance(self.metric, LPIPS):
             raise TypeError(f"The artifact {ARTIFACT!r} holds a {type(self.metric).__name__}, not an LPIPS metric.")
@@ -77,14 +79,72 @@ class MetricModel(mlflow.pyfunc.PythonModel):
                 'Send the images as tensors: {"inputs": {"x0": [...], "x1": [...]}}, each (N, H, W, 3). '
                 f"Received: {type(model_input).__name__}"
             )
-        missing = [name for name in INPUTS if name not in model_input]
-        if missing:
-            raise InvalidMetricInput(f"Missing input(s) {missing}; the metric takes x0 and x1, each (N, H, W, 3).")
+        problem = request_problem(model_input)
+        if problem:
+            raise InvalidMetricInput(problem)
         try:
             distance = self.metric.distance(np.asarray(model_input["x0"]), np.asarray(model_input["x1"]))
         except ValueError as err:
             raise InvalidMetricInput(" ".join(str(err).split())) from None
         return {"distance": distance}
+
+
+def request_problem(model_input) -> str | None:
+    """What is wrong with a request's structure, in one line (`None`: x0 and x1, each `(N, H, W, 3)` numbers).
+
+    Value checks (same shape, range, the trunk's minimum size) are the metric's own, in `predict`.
+    """
+    if not isinstance(model_input, dict):
+        return ('Send the images as tensors: {"inputs": {"x0": [...], "x1": [...]}}, each (N, H, W, 3). '
+                f"Received: {type(model_input).__name__}")
+    missing = [name for name in INPUTS if name not in model_input]
+    if missing:
+        return f"Missing input(s) {missing}; the metric takes x0 and x1, each (N, H, W, 3). Received: {sorted(model_input)}"
+    for name in INPUTS:
+        try:
+            array = np.asarray(model_input[name])
+        except ValueError:  # ragged nested lists
+            return f"Input {name} must be a rectangular (N, H, W, 3) array of numbers; its rows differ in length."
+        if array.ndim != 4 or array.shape[-1] != 3:
+            return f"Input {name} must be RGB images of shape (N, H, W, 3). Received: shape {array.shape}"
+        if not np.issubdtype(array.dtype, np.number):
+            return f"Input {name} must hold numbers. Received: dtype {array.dtype}"
+    return None
+
+
+_WRAPPED = "_keras_percept_one_line"
+
+
+def answer_schema_errors_in_one_line() -> None:
+    """Makes MLflow's signature check answer this package's one-line `InvalidMetricInput` (idempotent).
+
+    Why our own: MLflow checks a request against the signature before `predict` runs, and the
+    scoring server then prefixes the message of any exception that is not an `InvalidMetricInput`
+    with the whole request, over several lines. MLflow has no hook for this
+    (`MLFLOW_DISABLE_SCHEMA_DETAILS` shortens its part of the message, not the prefix). This wraps
+    `mlflow.pyfunc._validate_prediction_input` for signatures whose inputs are exactly `x0, x1`:
+    when MLflow's check fails, the error becomes `InvalidMetricInput` with `request_problem`'s
+    message (or MLflow's own, on one line). Other models' checks are untouched. If a future
+    MLflow renames the function, nothing is wrapped and the errors stay 4xx, over several lines.
+    """
+    from mlflow import pyfunc
+
+    validate = getattr(pyfunc, "_validate_prediction_input", None)
+    if validate is None or getattr(validate, _WRAPPED, False):
+        return
+
+    def validate_in_one_line(data, params, input_schema, *args, **kwargs):
+        try:
+            return validate(data, params, input_schema, *args, **kwargs)
+        except MlflowException as err:
+            names = input_schema.input_names() if input_schema is not None and input_schema.has_input_names() else []
+            if list(names) != list(INPUTS):
+                raise
+            cause = err.__context__ if isinstance(err.__context__, Exception) else err
+            raise InvalidMetricInput(request_problem(data) or " ".join(str(cause).split())[:500]) from None
+
+    setattr(validate_in_one_line, _WRAPPED, True)
+    pyfunc._validate_prediction_input = validate_in_one_line
 
 
 def metric_signature(metric: LPIPS) -> ModelSignature:

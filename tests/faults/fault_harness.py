@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass
@@ -28,10 +29,11 @@ class KillResult:
 
 def run_and_kill(args: list[str], *, pattern: str | None = None, occurrence: int = 1,
                  delay: float = 0.0, env: dict | None = None, cwd: str | None = None,
-                 timeout: float = 300.0) -> KillResult:
+                 timeout: float = 300.0, on_line: Callable[[str], None] | None = None) -> KillResult:
     """Runs `args`; SIGKILLs it `delay` s after the `occurrence`-th output line matching `pattern`.
 
     With `pattern=None` the kill comes `delay` s after the start. stdout and stderr are merged.
+    `on_line` sees each output line as it comes (e.g. to start another process at some point).
     """
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -55,6 +57,8 @@ def run_and_kill(args: list[str], *, pattern: str | None = None, occurrence: int
     deadline = time.monotonic() + timeout
     for line in proc.stdout:
         lines.append(line)
+        if on_line is not None:
+            on_line(line)
         if regex is not None and not fired.is_set() and regex.search(line):
             seen += 1
             if seen >= occurrence:

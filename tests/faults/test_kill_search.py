@@ -1,12 +1,13 @@
 """`python tuning/search.py --trials N` SIGKILLed mid-trial and run again leaves no zombie, on the default storage.
 
-The issue's scenario at small scale (2 trials of 2 epochs on a tiny embedded set, the default
+The issue's scenario at small scale (3 trials of 2 epochs on a tiny embedded set, the default
 `journal:tuning/studies/<study>.log` under the working folder): after the last run there is no
 RUNNING or WAITING trial, exactly N trials are COMPLETE or PRUNED, every killed trial is FAIL with
 its MLflow run FAILED and the reason tagged, was re-run once with its parameters, and no MLflow run
-is RUNNING. One worker killed at seeded points (the k-th `Epoch i/2` line of a trial plus a seeded
-delay) and started again; two workers (`--n-jobs 2`) with the spawned one killed mid-trial while the
-first goes on. Each test prints how many kill points it tried and how many left a zombie that the
+is RUNNING. One study takes both scenarios in turn (for CI time: each search.py start costs about
+10 s): one worker killed at seeded points (the k-th `Epoch i/2` line of a trial plus a seeded delay),
+then the same command with two workers (`--n-jobs 2`) whose spawned one is killed mid-trial while the
+first goes on. The test prints how many kill points it tried and how many left a zombie that the
 next run failed.
 """
 
@@ -35,7 +36,7 @@ params:
 fixed: {data.batch_size: 20, strategy: none, optim.epochs: 2}
 study: {pruner: {name: none}}
 """
-TRIALS = 2
+TRIALS = 3  # with 2, the second run's first process may start both before the spawned one is up
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def tiny_set(tmp_path_factory) -> str:
 
 @pytest.fixture
 def search(tmp_path, tiny_set):
-    """(command, env, cwd): `search.py --trials 2` of study `kill` on the default storage, in `tmp_path`."""
+    """(command, env, cwd): `search.py --trials 3` of study `kill` on the default storage, in `tmp_path`."""
     (tmp_path / "space.yaml").write_text(SPACE)
     command = [sys.executable, SEARCH, "--trials", str(TRIALS), "--study-name", "kill", "--space", "space.yaml",
                "--set", f"data.dataset={tiny_set}", "--experiment", "kill-search", "--output-dir", "runs",
@@ -95,9 +96,38 @@ def _check_no_zombie(cwd: str, env: dict, killed: set[int], n_trials: int = TRIA
     assert not leftovers(os.path.join(cwd, "tuning")), "partial files next to the journal"
 
 
-def test_single_worker_killed_at_seeded_points_and_run_again_leaves_no_zombie(search):
+def _kill_spawned_worker_mid_trial(main: subprocess.Popen, cwd: str, zombies: set[int], timeout: float = 300) -> int | None:
+    """SIGKILLs `main`'s spawned worker once its trial has reported an epoch; returns that trial's number.
+
+    `zombies`: trials of processes killed before `main` started (their PIDs are gone or reused).
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline and main.poll() is None:
+        time.sleep(0.3)
+        try:
+            trials = _study(cwd).get_trials(deepcopy=False)
+        except (KeyError, FileNotFoundError):
+            continue  # the study is not created yet
+        for t in trials:
+            worker = t.user_attrs.get("worker", ":")
+            pid = int(worker.rsplit(":", 1)[1] or 0)
+            if (t.state.name == "RUNNING" and pid and pid != main.pid and t.intermediate_values
+                    and t.number not in zombies):
+                os.kill(pid, signal.SIGKILL)
+                return t.number
+    return None
+
+
+def test_killed_workers_leave_no_zombie_single_then_two_workers(search):
+    """One study, both scenarios: the single worker SIGKILLed mid-trial (a seeded point), then the same
+    command with `--n-jobs 2`, whose spawned worker is SIGKILLed mid-trial while the first goes on.
+
+    The second run must fail the first run's zombie when it starts (nothing of the killed process is
+    alive) and the spawned worker's trial while it runs (that worker's heartbeat stops), re-run both
+    and end with `--trials` finished trials.
+    """
     command, env, cwd = search
-    # Kill point: the 2nd "Epoch i/2" line of the run (mid-trial) plus a seeded delay; the last run finishes.
+    # Kill point: the 2nd "Epoch i/2" line of the run (mid-trial) plus a seeded delay.
     # One point for CI time (each costs a process start and a trial); raise the list to try more.
     points = list(zip([2], seeded_delays(13, 1, 0.0, 0.8)))
     killed: set[int] = set()
@@ -110,42 +140,20 @@ def test_single_worker_killed_at_seeded_points_and_run_again_leaves_no_zombie(se
         assert len(running) <= 1
         zombies += len(running)
         killed.update(running)
-    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    print(f"\nsearch.py single worker: {len(points)} kill points tried, {zombies} left a RUNNING trial, "
-          f"{len(points)} survived (no zombie after the next run)")
     assert zombies >= 1, "no kill landed inside a trial: the scenario was not exercised"
-    _check_no_zombie(cwd, env, killed)
+    print(f"\nsearch.py single worker: {len(points)} kill points tried, {zombies} left a RUNNING trial")
 
-
-def test_two_workers_one_killed_mid_trial_the_other_finishes_the_study(search):
-    command, env, cwd = search
-    # 3 trials: with 2, the first process may start both before the spawned one is up (it then only waits).
-    command[command.index("--trials") + 1] = "3"
     main = subprocess.Popen(command + ["--n-jobs", "2"], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    killed = None
     try:
-        deadline = time.time() + 300
-        while killed is None and time.time() < deadline and main.poll() is None:
-            time.sleep(0.3)
-            try:
-                trials = _study(cwd).get_trials(deepcopy=False)
-            except (KeyError, FileNotFoundError):
-                continue  # the study is not created yet
-            for t in trials:
-                worker = t.user_attrs.get("worker", ":")
-                pid = int(worker.rsplit(":", 1)[1] or 0)
-                if t.state.name == "RUNNING" and pid and pid != main.pid and t.intermediate_values:
-                    os.kill(pid, signal.SIGKILL)  # the spawned worker, after its trial's first epoch
-                    killed = t.number
-                    break
+        spawned = _kill_spawned_worker_mid_trial(main, cwd, killed)
         output, _ = main.communicate(timeout=600)
     finally:
         if main.poll() is None:
             os.killpg(main.pid, signal.SIGKILL)
-    assert killed is not None, "the spawned worker never ran a trial"
+    assert spawned is not None, "the spawned worker never ran a trial:\n" + output[-3000:]
     assert main.returncode == 0, output[-4000:]
     assert "worker exit codes [-9]" in output
-    print("\nsearch.py --n-jobs 2: 1 kill point tried (the spawned worker after epoch 1), 1 survived")
-    _check_no_zombie(cwd, env, {killed}, n_trials=3)
+    print(f"search.py --n-jobs 2: 1 kill point tried (the spawned worker after epoch 1); "
+          f"{len(points) + 1} kill points survived (no zombie after the run)")
+    _check_no_zombie(cwd, env, killed | {spawned})
