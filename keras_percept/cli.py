@@ -29,14 +29,16 @@ from typing import Sequence
 from keras_percept.distance import DEFAULT_BATCH_SIZE, DEFAULT_NET
 
 NETS = ("effnet-lite0", "alex", "vgg", "squeeze")
+METRIC_NETS = (*NETS, "dists")  # `distance --net`: the LPIPS trunks, and the published DISTS
 
 
 def _add_distance(sub) -> None:
     p = sub.add_parser("distance", help="LPIPS distance between two images, two folders, or all pairs in a folder.")
     p.add_argument("path0", help="image file, or folder")
     p.add_argument("path1", nargs="?", help="image file or folder; omit to compare all pairs in path0")
-    p.add_argument("--net", default=DEFAULT_NET, choices=NETS,
-                   help=f"trunk of the pretrained metric (default {DEFAULT_NET}: offline, uncalibrated baseline)")
+    p.add_argument("--net", default=DEFAULT_NET, choices=METRIC_NETS,
+                   help=f"trunk of the pretrained metric (default {DEFAULT_NET}: offline, uncalibrated baseline), "
+                        "or 'dists' (DISTS; needs torchvision's VGG16 once)")
     p.add_argument("--version", default="0.1", choices=("0.1", "0.0"), help="LPIPS version (default 0.1)")
     p.add_argument("--model", help="a trained metric saved as .keras (overrides --net)")
     p.add_argument("--preset", help="a preset name, preset folder, or hf:// / kaggle:// handle (overrides --net)")

@@ -47,6 +47,8 @@ def load_metric(net: str = DEFAULT_NET, *, model_path: str | None = None, versio
     paper's calibrated weights, which need torchvision's ImageNet trunk
     (downloaded and cached once; see `keras_percept.convert.pretrained_lpips`).
     `preset` is anything `LPIPS.from_preset` takes (a built-in name, a folder, a hub handle).
+    `net="dists"` is the published DISTS (`keras_percept.convert.pretrained_dists`: torchvision's
+    VGG16, downloaded once, and the alpha/beta of the `dists-pytorch` package).
 
     Example:
 
@@ -55,7 +57,8 @@ def load_metric(net: str = DEFAULT_NET, *, model_path: str | None = None, versio
     import keras
 
     import keras_percept  # noqa: F401  (registers custom objects)
-    from keras_percept.convert import pretrained_lpips
+    from keras_percept.convert import pretrained_dists, pretrained_lpips
+    from keras_percept.models.dists import DISTS
     from keras_percept.models.lpips import LPIPS
 
     if model_path is not None and preset is not None:
@@ -66,9 +69,11 @@ def load_metric(net: str = DEFAULT_NET, *, model_path: str | None = None, versio
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"Model file not found: {model_path!r}")
         model = keras.saving.load_model(model_path)
-        if not isinstance(model, LPIPS):
-            raise ValueError(f"{model_path!r} holds a {type(model).__name__}, not a keras_percept LPIPS model.")
+        if not isinstance(model, (LPIPS, DISTS)):
+            raise ValueError(f"{model_path!r} holds a {type(model).__name__}, not a keras_percept LPIPS or DISTS model.")
         return model
+    if net == "dists":
+        return pretrained_dists()
     return pretrained_lpips(net, version=version)
 
 

@@ -213,6 +213,23 @@ def test_model_file_is_used_instead_of_net(files, squeeze, metric, capsys):
     assert abs(float(out) - default) > 1e-3
 
 
+def test_a_dists_model_file_gives_the_api_distance_and_says_what_it_cannot_do(files, tmp_path, capsys):
+    from keras_percept.models import DISTS
+
+    keras.utils.set_random_seed(1)
+    model = DISTS()
+    path = str(tmp_path / "dists.keras")
+    save_model_atomic(model, path)
+    code, out, _ = _cli(capsys, "distance", files.ref, files.noisy, "--model", path)
+    assert code == 0
+    x0, x1 = ((_read_pm1(p) + 1) / 2 for p in (files.ref, files.noisy))  # DISTS takes [0, 1]
+    assert float(out) == pytest.approx(float(model.distance(x0, x1)[0]), rel=1e-5, abs=1e-6)
+    for extra, needle in (([tmp_path / "heat.png"], "has no spatial map"), ([], "no N x N shortcut")):
+        argv = [files.ref, files.noisy, "--spatial", *extra] if extra else [files.dir0, "--matrix"]
+        code, out, err = _cli(capsys, "distance", *argv, "--model", path)
+        assert (code, out, len(err.splitlines())) == (2, "", 1) and needle in err, err
+
+
 BAD_INPUTS = {
     # id: (argv after "distance" built from the fixtures, text the error must contain)
     "missing_file": (lambda f, m: [f.ref, f.root / "missing.png"], "missing.png"),

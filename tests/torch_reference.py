@@ -124,3 +124,35 @@ def trainer_loss(trainer, ref: np.ndarray, p0: np.ndarray, p1: np.ndarray, judge
     trainer.set_input(_trainer_input(ref, p0, p1, judge))
     with torch.no_grad():
         return float(trainer.forward_train().detach())
+
+
+def reference_dists(*, seed: int = 0):
+    """The reference `DISTS_pytorch.DISTS` (PyPI dists-pytorch 0.1) with a seeded random torchvision VGG16.
+
+    It builds `torchvision.models.vgg16(pretrained=True)`, a download; here that call gets a seeded
+    random VGG16 instead, and the module's own alpha/beta load (`load_weights=True`: the shipped
+    `weights.pt`).
+    """
+    import torch
+
+    import_lpips()  # torchvision, through the shim
+    import torchvision
+    from DISTS_pytorch import DISTS_pt
+
+    torch.manual_seed(seed)
+    trunk = torchvision.models.vgg16(weights=None)
+    saved = DISTS_pt.models.vgg16
+    DISTS_pt.models.vgg16 = lambda *args, **kwargs: trunk
+    try:
+        return DISTS_pt.DISTS(load_weights=True).eval()
+    finally:
+        DISTS_pt.models.vgg16 = saved
+
+
+def run_reference_dists(model, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """The reference DISTS on NHWC NumPy images in [0, 1]; `(N,)`."""
+    import torch
+
+    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa: E731
+    with torch.no_grad():
+        return model(nchw(x0), nchw(x1)).reshape(-1).numpy()

@@ -6,8 +6,9 @@ import keras
 from keras import layers
 
 from keras_percept.backbones.base import Backbone
+from keras_percept.layers.pooling import L2Pooling2D
 
-# Stages of 3x3 convolutions (filters per conv); a 2x2 max-pool separates stages.
+# Stages of 3x3 convolutions (filters per conv); a stride-2 pool separates stages.
 _STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
@@ -30,14 +31,19 @@ class VGG16Backbone(Backbone):
     TAP_REDUCTIONS = (1, 2, 4, 8, 16)
     MIN_SIZE = 16
 
-    def __init__(self, **kwargs):
+    def __init__(self, pooling: str = "max", **kwargs):
+        if pooling not in ("max", "l2"):
+            raise ValueError(f"Argument `pooling` must be one of ('max', 'l2'). Received: pooling={pooling!r}")
         inputs = keras.Input((None, None, 3))
         x = inputs
         taps = []
         index = 0
         for stage, widths in enumerate(_STAGES):
             if stage:
-                x = layers.MaxPooling2D(2, strides=2, name=f"features_{index}")(x)
+                if pooling == "max":
+                    x = layers.MaxPooling2D(2, strides=2, name=f"features_{index}")(x)
+                else:
+                    x = L2Pooling2D(name=f"features_{index}")(x)
                 index += 1
             for filters in widths:
                 x = layers.Conv2D(filters, 3, padding="same", name=f"features_{index}")(x)
@@ -45,3 +51,9 @@ class VGG16Backbone(Backbone):
                 index += 2
             taps.append(x)
         super().__init__(inputs=inputs, outputs=taps, **kwargs)
+        self.pooling = pooling
+        if pooling == "l2":  # L2 pooling keeps ceil(H/2) rows (at least one): any size passes
+            self.MIN_SIZE = 1
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pooling": self.pooling}

@@ -1,4 +1,4 @@
-"""Converting PyTorch LPIPS / torchvision / EfficientNet weights into keras_percept models.
+"""Converting PyTorch LPIPS / DISTS / torchvision / EfficientNet weights into keras_percept models.
 
 One-line API:
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import sys
 from typing import Mapping
 
 import numpy as np
@@ -138,6 +140,107 @@ def convert_lpips(
     return model
 
 
+def official_dists_weights_path() -> str:
+    """Path of DISTS's published `alpha`/`beta` (`weights.pt`), shipped by the PyPI `dists-pytorch` package.
+
+    Found beside its module without importing it (it imports torchvision), or where its wheel
+    also installs a copy (`sys.prefix`). Raises `FileNotFoundError` saying what to install.
+    """
+    spec = importlib.util.find_spec("DISTS_pytorch")
+    candidates = [os.path.join(d, "weights.pt") for d in (spec.submodule_search_locations or [])] if spec else []
+    candidates.append(os.path.join(sys.prefix, "weights.pt"))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        "DISTS's alpha/beta weights come with the PyPI package dists-pytorch: `pip install dists-pytorch` "
+        "(or keras-percept[dists]), or pass `alpha_beta=` a path to its weights.pt. Looked in: "
+        + ", ".join(candidates)
+    )
+
+
+_DISTS_TRUNK_KEY = re.compile(r"^stage\d\.(\d+)\.(weight|bias)$")
+
+
+def dists_trunk_state(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """torchvision `features.N.*` keys from a reference `DISTS_pytorch.DISTS` state dict (`stageK.N.*`).
+
+    Its other entries (`alpha`, `beta`, the L2-pooling filters, `mean`, `std`) are dropped; a
+    torchvision state dict passes through unchanged.
+
+    Example:
+
+    >>> sorted(dists_trunk_state({"stage2.5.weight": 0, "stage2.4.filter": 1, "alpha": 2}))
+    ['features.5.weight']
+    """
+    if not any(k.startswith("stage") for k in state):
+        return dict(state)
+    return {f"features.{m.group(1)}.{m.group(2)}": v for k, v in state.items() if (m := _DISTS_TRUNK_KEY.match(k))}
+
+
+def convert_dists(*, trunk_weights=None, alpha_beta="official", output: str | os.PathLike | None = None,
+                  **dists_kwargs):
+    """Builds a `keras_percept.models.DISTS` from PyTorch weights and optionally saves it as `.keras`.
+
+    Args:
+        trunk_weights: a torchvision VGG16 state dict or a reference `DISTS_pytorch.DISTS` state
+            dict (path or mapping; the latter's `alpha`/`beta` are used too unless `alpha_beta`
+            is a path or mapping), `"imagenet"` (torchvision's checkpoint, downloaded once), or
+            `None` (random trunk). Defaults to `None`.
+        alpha_beta: `"official"` (the `weights.pt` of `dists-pytorch`), a path or mapping with
+            `alpha` and `beta` (each 1,475 values), or `None` (keep the random ones). Defaults to
+            `"official"`.
+        output: if given, the model is saved there as a `.keras` file.
+        **dists_kwargs: further `DISTS` arguments (`input_range`, ...).
+
+    Example:
+
+    >>> metric = convert_dists(trunk_weights="imagenet", output="dists.keras")  # doctest: +SKIP
+    """
+    from keras_percept.models.dists import DISTS
+
+    model = DISTS(**dists_kwargs)
+    weights = None
+    if trunk_weights is not None:
+        if isinstance(trunk_weights, str) and trunk_weights == "imagenet":
+            trunk_weights = torchvision_trunk_path("vgg")
+        state, source = _as_state_dict(trunk_weights, "trunk state dict")
+        if {"alpha", "beta"} <= set(state):
+            weights = {k: state[k] for k in ("alpha", "beta")}
+        assign_layer_weights(model.backbone, trunk_layer_weights(dists_trunk_state(state), "vgg", source=source))
+    if alpha_beta is not None and not (isinstance(alpha_beta, str) and alpha_beta == "official" and weights):
+        if isinstance(alpha_beta, str) and alpha_beta == "official":
+            alpha_beta = official_dists_weights_path()
+        weights, _ = _as_state_dict(alpha_beta, "alpha/beta state dict")
+    if weights is not None:
+        for name in ("alpha", "beta"):
+            value = np.asarray(weights.get(name, np.zeros(0)), np.float32).reshape(-1)
+            if value.shape != (model.alpha.shape[0],):
+                raise ValueError(f"DISTS's `{name}` must hold {model.alpha.shape[0]} values. Received: {value.shape}")
+            getattr(model, name).assign(value)
+    if output is not None:
+        save_model_atomic(model, output)
+    return model
+
+
+def pretrained_dists(**dists_kwargs):
+    """The published DISTS (torchvision's ImageNet VGG16 and the shipped alpha/beta), converted once, cached.
+
+    Offline without a cached copy of torchvision's VGG16 checkpoint this raises `OfflineError`
+    saying which file to place where.
+
+    Example:
+
+    >>> metric = pretrained_dists()  # doctest: +SKIP
+    """
+    import keras
+
+    cached = os.path.join(cache_dir("models"), "dists_vgg16.keras")
+    if not os.path.isfile(cached):
+        convert_dists(trunk_weights="imagenet", alpha_beta="official", output=cached)
+    return keras.saving.load_model(cached).with_options(**dists_kwargs)
+
+
 def save_model_atomic(model, path: str | os.PathLike) -> None:
     """Saves `model` as `.keras` crash-safely: a kill leaves the old file or none (`keras_percept.atomic`).
 
@@ -179,14 +282,18 @@ __all__ = [
     "OfflineError",
     "StrictStateDict",
     "assign_layer_weights",
+    "convert_dists",
     "convert_lpips",
+    "dists_trunk_state",
     "efficientnet_lite0_layer_weights",
     "fetch",
     "lin_layer_weights",
     "load_efficientnet_lite0_weights",
     "load_pth",
     "normalize_trunk_keys",
+    "official_dists_weights_path",
     "official_lin_path",
+    "pretrained_dists",
     "pretrained_lpips",
     "save_model_atomic",
     "split_lpips_state_dict",

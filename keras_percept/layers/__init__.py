@@ -3,7 +3,7 @@
 from keras_percept.layers.drop_path import DropPath
 from keras_percept.layers.image_parameter import ClipToRange, ImageParameter
 from keras_percept.layers.normalization import ChannelUnitNormalization, unit_normalize
-from keras_percept.layers.pooling import CeilMaxPooling2D
+from keras_percept.layers.pooling import CeilMaxPooling2D, L2Pooling2D
 from keras_percept.layers.scale_attention import ScaleAttention
 from keras_percept.layers.scaling import LPIPS_SCALE, LPIPS_SHIFT, InputScaling
 
@@ -14,6 +14,7 @@ __all__ = [
     "DropPath",
     "ImageParameter",
     "InputScaling",
+    "L2Pooling2D",
     "LPIPS_SCALE",
     "LPIPS_SHIFT",
     "ScaleAttention",

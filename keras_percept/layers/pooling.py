@@ -1,8 +1,9 @@
-"""Pooling that reproduces PyTorch's `ceil_mode=True`."""
+"""Pooling layers PyTorch trunks use and Keras lacks: `ceil_mode=True` max pooling, DISTS's L2 pooling."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -38,3 +39,41 @@ class CeilMaxPooling2D(keras.layers.Layer):
             return None if size is None else (size - 2) // 2 + 1
 
         return (input_shape[0], out(input_shape[1]), out(input_shape[2]), input_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="keras_percept")
+class L2Pooling2D(keras.layers.Layer):
+    """DISTS's L2 pooling: `sqrt(hann_3x3 * x² + 1e-12)`, stride 2, per channel.
+
+    Keras has no L2 pooling. DISTS (Ding et al., TPAMI 2020) replaces VGG's max pools with it to
+    avoid aliasing: the squared input is blurred by the normalised outer product of the Hann
+    window's inner taps (`np.hanning(5)[1:-1]` = [0.5, 1, 0.5]), one zero row and column padded on
+    every side as PyTorch's `padding=1`, sampled every second pixel, and the square root taken.
+    The output has `ceil(H / 2)` rows. The filter is a constant, not a weight.
+
+    Example:
+
+    >>> L2Pooling2D()(np.ones((1, 5, 5, 2))).shape
+    (1, 3, 3, 2)
+    """
+
+    def __init__(self, epsilon: float = 1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+        window = np.hanning(5)[1:-1]
+        self._filter = (window[:, None] * window[None, :] / np.sum(window[:, None] * window[None, :]))
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        kernel = ops.convert_to_tensor(np.tile(self._filter[:, :, None, None], (1, 1, channels, 1)), inputs.dtype)
+        padded = ops.pad(ops.square(inputs), ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return ops.sqrt(ops.depthwise_conv(padded, kernel, strides=2, padding="valid") + self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        def out(size):
+            return None if size is None else (size + 1) // 2
+
+        return (input_shape[0], out(input_shape[1]), out(input_shape[2]), input_shape[3])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
