@@ -122,7 +122,8 @@ def answer_schema_errors_in_one_line() -> None:
     scoring server then prefixes the message of any exception that is not an `InvalidMetricInput`
     with the whole request, over several lines. MLflow has no hook for this
     (`MLFLOW_DISABLE_SCHEMA_DETAILS` shortens its part of the message, not the prefix). This wraps
-    `mlflow.pyfunc._validate_prediction_input` for signatures whose inputs are exactly `x0, x1`:
+    `mlflow.pyfunc._validate_prediction_input` for this package's signature (`x0`, `x1`, each a float32
+    `(-1, -1, -1, 3)` tensor; in one process, another model with exactly that input gets these messages too):
     when MLflow's check fails, the error becomes `InvalidMetricInput` with `request_problem`'s
     message (or MLflow's own, on one line). Other models' checks are untouched. If a future
     MLflow renames the function, nothing is wrapped and the errors stay 4xx, over several lines.
@@ -137,14 +138,21 @@ def answer_schema_errors_in_one_line() -> None:
         try:
             return validate(data, params, input_schema, *args, **kwargs)
         except MlflowException as err:
-            names = input_schema.input_names() if input_schema is not None and input_schema.has_input_names() else []
-            if list(names) != list(INPUTS):
+            if not _is_metric_schema(input_schema):
                 raise
             cause = err.__context__ if isinstance(err.__context__, Exception) else err
             raise InvalidMetricInput(request_problem(data) or " ".join(str(cause).split())[:500]) from None
 
     setattr(validate_in_one_line, _WRAPPED, True)
     pyfunc._validate_prediction_input = validate_in_one_line
+
+
+def _is_metric_schema(schema) -> bool:
+    """Whether `schema` is `metric_signature`'s input: x0 and x1, each a float32 `(-1, -1, -1, 3)` tensor."""
+    if schema is None or not schema.has_input_names() or list(schema.input_names()) != list(INPUTS):
+        return False
+    return all(isinstance(spec, TensorSpec) and spec.type == np.dtype("float32") and tuple(spec.shape) == (-1, -1, -1, 3)
+               for spec in schema.inputs)
 
 
 def metric_signature(metric: LPIPS) -> ModelSignature:

@@ -205,8 +205,8 @@ def convert_dists(*, trunk_weights=None, alpha_beta="official", output: str | os
         if isinstance(trunk_weights, str) and trunk_weights == "imagenet":
             trunk_weights = torchvision_trunk_path("vgg")
         state, source = _as_state_dict(trunk_weights, "trunk state dict")
-        if {"alpha", "beta"} <= set(state):
-            weights = {k: state[k] for k in ("alpha", "beta")}
+        if {"alpha", "beta"} <= set(state) and isinstance(alpha_beta, str) and alpha_beta == "official":
+            weights = {k: state[k] for k in ("alpha", "beta")}  # a reference DISTS's own
         assign_layer_weights(model.backbone, trunk_layer_weights(dists_trunk_state(state), "vgg", source=source))
     if alpha_beta is not None and not (isinstance(alpha_beta, str) and alpha_beta == "official" and weights):
         if isinstance(alpha_beta, str) and alpha_beta == "official":

@@ -55,18 +55,22 @@ def run_and_kill(args: list[str], *, pattern: str | None = None, occurrence: int
     regex = re.compile(pattern) if pattern else None
     seen = 0
     deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        lines.append(line)
-        if on_line is not None:
-            on_line(line)
-        if regex is not None and not fired.is_set() and regex.search(line):
-            seen += 1
-            if seen >= occurrence:
-                fired.set()
-                threading.Thread(target=kill_later, daemon=True).start()
-        if time.monotonic() > deadline:
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+            if regex is not None and not fired.is_set() and regex.search(line):
+                seen += 1
+                if seen >= occurrence:
+                    fired.set()
+                    threading.Thread(target=kill_later, daemon=True).start()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{args} ran past {timeout} s; output:\n{''.join(lines[-40:])}")
+    except BaseException:  # a timeout, or `on_line` failed: leave no child running
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            raise TimeoutError(f"{args} ran past {timeout} s; output:\n{''.join(lines[-40:])}")
+        raise
     proc.wait()
     return KillResult(killed=killed.is_set(), returncode=proc.returncode, output="".join(lines))
 

@@ -143,14 +143,19 @@ def test_killed_workers_leave_no_zombie_single_then_two_workers(search):
     assert zombies >= 1, "no kill landed inside a trial: the scenario was not exercised"
     print(f"\nsearch.py single worker: {len(points)} kill points tried, {zombies} left a RUNNING trial")
 
-    main = subprocess.Popen(command + ["--n-jobs", "2"], env=env, cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        spawned = _kill_spawned_worker_mid_trial(main, cwd, killed)
-        output, _ = main.communicate(timeout=600)
-    finally:
-        if main.poll() is None:
-            os.killpg(main.pid, signal.SIGKILL)
+    log = os.path.join(cwd, "two_workers.log")  # a file, not a pipe: nobody reads while the test polls the study
+    with open(log, "w") as out:
+        main = subprocess.Popen(command + ["--n-jobs", "2"], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            spawned = _kill_spawned_worker_mid_trial(main, cwd, killed)
+            main.wait(timeout=600)
+        finally:
+            if main.poll() is None:
+                os.killpg(main.pid, signal.SIGKILL)
+                main.wait()
+    with open(log) as f:
+        output = f.read()
     assert spawned is not None, "the spawned worker never ran a trial:\n" + output[-3000:]
     assert main.returncode == 0, output[-4000:]
     assert "worker exit codes [-9]" in output

@@ -37,6 +37,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -187,7 +188,8 @@ def kill_and_resume(tmp_path, task: str, root: str, overrides: list[str], kill_p
         # two busy cores, and pools of one thread per core oversubscribe them (a torch child waits at OpenMP
         # barriers). Measured with both tests side by side: torch 119 s -> 55 s, JAX 135 s -> 93 s. The
         # TensorFlow pass runs alone, and there one thread was slower (its four tests: 170 s against 142 s).
-        base_env.update(OMP_NUM_THREADS="1", XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+        base_env.update(OMP_NUM_THREADS="1",
+                        XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip())
     straight_dir = tmp_path / "straight"
     log = open(tmp_path / "straight.log", "w")  # noqa: SIM115  (closed below, after the straight run ends)
     started: list[subprocess.Popen] = []
@@ -199,13 +201,25 @@ def kill_and_resume(tmp_path, task: str, root: str, overrides: list[str], kill_p
         with lock:
             if not started and line.startswith("batch "):
                 started.append(subprocess.Popen(args(straight_dir), stdout=log, stderr=subprocess.STDOUT,
-                                                cwd=str(straight_dir), env=base_env))
+                                                cwd=str(straight_dir), env=base_env, start_new_session=True))
 
-    try:  # each control's killed-then-resumed pair alongside the others
-        with concurrent.futures.ThreadPoolExecutor(len(controls)) as pool:
-            resumed = list(pool.map(lambda control: killed_then_resumed(control, start_straight), controls))
+    try:
+        try:  # each control's killed-then-resumed pair alongside the others
+            with concurrent.futures.ThreadPoolExecutor(len(controls)) as pool:
+                resumed = list(pool.map(lambda control: killed_then_resumed(control, start_straight), controls))
+        except BaseException:  # the straight run is of no use now: stop it rather than wait for it
+            with lock:
+                for proc in started:
+                    if proc.poll() is None:
+                        os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        returncode = started[0].wait(timeout=900)
     finally:
-        returncode = started[0].wait(timeout=900) if started else None
+        with lock:
+            for proc in started:
+                if proc.poll() is None:  # only after a timeout above
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         log.close()
     straight_output = (tmp_path / "straight.log").read_text()
     assert returncode == 0, straight_output[-3000:]

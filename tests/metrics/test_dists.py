@@ -22,9 +22,14 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def pair():
-    """(reference, converted) on the same seeded random VGG16 and the shipped alpha/beta."""
+    """(reference, converted) on the same seeded random VGG16 and the shipped alpha/beta.
+
+    The reference's own alpha/beta are left out of the trunk state, so `alpha_beta="official"` reads
+    `weights.pt` through `official_dists_weights_path` (the path `pretrained_dists` takes).
+    """
     ref = reference_dists(seed=3)
-    return ref, convert_dists(trunk_weights=state_dict_numpy(ref), alpha_beta="official")
+    trunk = {k: v for k, v in state_dict_numpy(ref).items() if k not in ("alpha", "beta")}
+    return ref, convert_dists(trunk_weights=trunk, alpha_beta="official")
 
 
 def _images(shape, seed=0):
@@ -106,6 +111,16 @@ def test_bad_inputs_say_what_is_wrong(pair):
         DISTS(input_range="0..255")
     with pytest.raises(ValueError, match="must hold 1475 values"):
         convert_dists(alpha_beta={"alpha": np.ones(3), "beta": np.ones(3)})
+
+
+def test_alpha_beta_of_a_reference_state_dict_unless_told_otherwise(pair):
+    ref, model = pair
+    state = state_dict_numpy(ref)
+    from_state = convert_dists(trunk_weights=state, alpha_beta="official")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(from_state.alpha), state["alpha"].reshape(-1))
+    keras.utils.set_random_seed(0)
+    kept = convert_dists(trunk_weights=state, alpha_beta=None)  # None: keep the random start
+    assert not np.array_equal(keras.ops.convert_to_numpy(kept.alpha), state["alpha"].reshape(-1))
 
 
 def test_reference_state_dict_keys_map_to_torchvision_keys():
