@@ -113,6 +113,26 @@ def check_image_values(x: np.ndarray, label: str, input_range: str) -> None:
         )
 
 
+def checked_image_pair(x0, x1, input_range: str, *, min_size: int = 1, net: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """`x0`, `x1` as float32 NumPy batches after every check a metric's `distance()` makes.
+
+    Single images `(H, W, 3)` become batches of one. Shapes, dtypes and sizes as
+    `check_image_batch_pair`, values as `check_image_values`; float32 data is not copied.
+
+    Example:
+
+    >>> checked_image_pair(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)), "[0,1]")[0].shape
+    (1, 8, 8, 3)
+    """
+    x0, x1 = np.asarray(x0), np.asarray(x1)
+    if x0.ndim == 3 and x1.ndim == 3:
+        x0, x1 = x0[None], x1[None]
+    check_image_batch_pair(x0.shape, x1.shape, str(x0.dtype), str(x1.dtype), min_size=min_size, net=net)
+    check_image_values(x0, "x0", input_range)
+    check_image_values(x1, "x1", input_range)
+    return x0.astype("float32", copy=False), x1.astype("float32", copy=False)
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file as a viewer shows it: float32 RGB in [0, 1], shape `(H, W, 3)`.
 

@@ -74,11 +74,6 @@ class MetricModel(mlflow.pyfunc.PythonModel):
             raise TypeError(f"The artifact {ARTIFACT!r} holds a {type(self.metric).__name__}, not an LPIPS metric.")
 
     def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
-        if not isinstance(model_input, dict):
-            raise InvalidMetricInput(
-                'Send the images as tensors: {"inputs": {"x0": [...], "x1": [...]}}, each (N, H, W, 3). '
-                f"Received: {type(model_input).__name__}"
-            )
         problem = request_problem(model_input)
         if problem:
             raise InvalidMetricInput(problem)

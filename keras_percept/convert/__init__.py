@@ -200,18 +200,17 @@ def convert_dists(*, trunk_weights=None, alpha_beta="official", output: str | os
     from keras_percept.models.dists import DISTS
 
     model = DISTS(**dists_kwargs)
+    official = isinstance(alpha_beta, str) and alpha_beta == "official"
     weights = None
     if trunk_weights is not None:
         if isinstance(trunk_weights, str) and trunk_weights == "imagenet":
             trunk_weights = torchvision_trunk_path("vgg")
         state, source = _as_state_dict(trunk_weights, "trunk state dict")
-        if {"alpha", "beta"} <= set(state) and isinstance(alpha_beta, str) and alpha_beta == "official":
+        if official and {"alpha", "beta"} <= set(state):
             weights = {k: state[k] for k in ("alpha", "beta")}  # a reference DISTS's own
         assign_layer_weights(model.backbone, trunk_layer_weights(dists_trunk_state(state), "vgg", source=source))
-    if alpha_beta is not None and not (isinstance(alpha_beta, str) and alpha_beta == "official" and weights):
-        if isinstance(alpha_beta, str) and alpha_beta == "official":
-            alpha_beta = official_dists_weights_path()
-        weights, _ = _as_state_dict(alpha_beta, "alpha/beta state dict")
+    if weights is None and alpha_beta is not None:
+        weights, _ = _as_state_dict(official_dists_weights_path() if official else alpha_beta, "alpha/beta state dict")
     if weights is not None:
         for name in ("alpha", "beta"):
             value = np.asarray(weights.get(name, np.zeros(0)), np.float32).reshape(-1)

@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_percept.backbones.vgg16 import VGG16Backbone
-from keras_percept.images import check_image_batch_pair, check_image_values
+from keras_percept.images import check_image_batch_pair, checked_image_pair
 from keras_percept.presets import PresetMixin
 
 INPUT_RANGES = ("[0,1]", "[-1,1]")
@@ -130,14 +130,7 @@ class DISTS(PresetMixin, keras.Model):
         >>> DISTS().distance(img_a, img_b)  # doctest: +SKIP
         array([0.187], dtype=float32)
         """
-        x0, x1 = np.asarray(x0), np.asarray(x1)
-        if x0.ndim == 3 and x1.ndim == 3:
-            x0, x1 = x0[None], x1[None]
-        check_image_batch_pair(x0.shape, x1.shape, str(x0.dtype), str(x1.dtype), min_size=self.backbone.MIN_SIZE,
-                               net="DISTS")
-        check_image_values(x0, "x0", self.input_range)
-        check_image_values(x1, "x1", self.input_range)
-        x0, x1 = x0.astype("float32", copy=False), x1.astype("float32", copy=False)
+        x0, x1 = checked_image_pair(x0, x1, self.input_range, min_size=self.backbone.MIN_SIZE, net="DISTS")
         return np.concatenate([np.asarray(self.predict_on_batch((x0[s:s + batch_size], x1[s:s + batch_size])))
                                for s in range(0, len(x0), batch_size)])
 

@@ -7,7 +7,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_percept.backbones import BACKBONES, get_backbone
-from keras_percept.images import check_image_batch_pair, check_image_values
+from keras_percept.images import check_image_batch_pair, check_image_values, checked_image_pair
 from keras_percept.layers.normalization import ChannelUnitNormalization
 from keras_percept.layers.scaling import InputScaling
 from keras_percept.models.presets import SCALING
@@ -231,16 +231,7 @@ class LPIPS(PresetMixin, keras.Model):
         >>> LPIPS(net="alex").distance(img_a, img_b)  # doctest: +SKIP
         array([0.213], dtype=float32)
         """
-        x0, x1 = np.asarray(x0), np.asarray(x1)
-        if x0.ndim == 3 and x1.ndim == 3:
-            x0, x1 = x0[None], x1[None]
-        check_image_batch_pair(
-            x0.shape, x1.shape, str(x0.dtype), str(x1.dtype), min_size=self.backbone.MIN_SIZE, net=self.net
-        )
-        check_image_values(x0, "x0", self.input_range)
-        check_image_values(x1, "x1", self.input_range)
-        # No host copy when the data is already float32 (astype copies by default).
-        x0, x1 = x0.astype("float32", copy=False), x1.astype("float32", copy=False)
+        x0, x1 = checked_image_pair(x0, x1, self.input_range, min_size=self.backbone.MIN_SIZE, net=self.net)
         outputs = []
         for start in range(0, len(x0), batch_size):
             out = self.predict_on_batch((x0[start:start + batch_size], x1[start:start + batch_size]))

@@ -203,21 +203,14 @@ def kill_and_resume(tmp_path, task: str, root: str, overrides: list[str], kill_p
                 started.append(subprocess.Popen(args(straight_dir), stdout=log, stderr=subprocess.STDOUT,
                                                 cwd=str(straight_dir), env=base_env, start_new_session=True))
 
-    try:
-        try:  # each control's killed-then-resumed pair alongside the others
-            with concurrent.futures.ThreadPoolExecutor(len(controls)) as pool:
-                resumed = list(pool.map(lambda control: killed_then_resumed(control, start_straight), controls))
-        except BaseException:  # the straight run is of no use now: stop it rather than wait for it
-            with lock:
-                for proc in started:
-                    if proc.poll() is None:
-                        os.killpg(proc.pid, signal.SIGKILL)
-            raise
+    try:  # each control's killed-then-resumed pair alongside the others
+        with concurrent.futures.ThreadPoolExecutor(len(controls)) as pool:
+            resumed = list(pool.map(lambda control: killed_then_resumed(control, start_straight), controls))
         returncode = started[0].wait(timeout=900)
-    finally:
+    finally:  # after a failure or a timeout the straight run is of no use: stop it rather than wait for it
         with lock:
             for proc in started:
-                if proc.poll() is None:  # only after a timeout above
+                if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         log.close()
