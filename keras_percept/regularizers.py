@@ -247,6 +247,7 @@ class L2SP(keras.regularizers.Regularizer):
             )
         # Converted on every call, never cached: a tensor made while tracing one compiled
         # function cannot be used by another (TensorFlow's "out of scope" error).
+        x = ops.convert_to_tensor(x)  # NumPy input too (on torch, ndarray - Tensor is a TypeError)
         reference = ops.convert_to_tensor(self.reference, dtype=x.dtype)
         return self.strength * ops.sum(ops.square(x - reference))
 

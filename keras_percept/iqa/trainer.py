@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import yaml
 
-from keras_percept.callbacks import EpochSeeds, ResumableBackup, ResumableEarlyStopping
+from keras_percept.callbacks import EpochSeeds, GradientNorm, ResumableBackup, ResumableEarlyStopping
 from keras_percept.iqa.config import LOSS_TYPES, IQAConfig
 from keras_percept.experiment.config import config_fingerprint
 
@@ -234,13 +234,15 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
     with scope():
         model = build_iqa_model(config, trunk_memo=memo)
     if config.uses_feature_cache():
-        train_ds, predict, fit_model = _cached_head(config, model, train_table, val_table, test_table, memo, scope,
-                                                    first)
+        train_ds, predict, fit_model, probe = _cached_head(config, model, train_table, val_table, test_table, memo,
+                                                           scope, first)
     else:
         train_ds = mos_patch_dataset(train_table, patch_size=d.patch_size, patches_per_image=d.train_patch_num,
                                      training=True, batch_size=d.batch_size, seed=config.seed, drop_remainder=True,
                                      epochs=epochs, first_epoch=first, steps_per_epoch=config.steps_per_epoch)
         fit_model = model
+        probe = mos_patch_dataset(train_table, patch_size=d.patch_size, training=False, batch_size=d.batch_size,
+                                  seed=d.seed)  # fixed crops: the same batch in every epoch and process
         splits = {"val": val_table, "test": test_table}
         datasets = {name: fixed_patches(t) for name, t in splits.items() if t is not None}
         predict = {name: (lambda ds=ds: model.predict(ds, verbose=0)) for name, ds in datasets.items()}
@@ -248,7 +250,7 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
     with scope():
         fit_model.compile(optimizer=build_training_optimizer(config, steps, trunk=model.backbone),
                           loss=get_loss(LOSS_TYPES[config.loss_type], **config.loss_kwargs))
-    fit_callbacks = [keras.callbacks.TerminateOnNaN(), EpochSeeds(config.seed)]
+    fit_callbacks = [keras.callbacks.TerminateOnNaN(), EpochSeeds(config.seed), GradientNorm(probe)]
     validation = None
     if val_table is not None:
         validation = IQAEvaluation(predict["val"], val_table.mos, d.test_patch_num)
@@ -270,7 +272,8 @@ def train_iqa(config: IQAConfig, *, callbacks=(), verbose: int | str = "auto",
 
 
 def _cached_head(config: IQAConfig, model, train_table, val_table, test_table, memo: dict, scope, first_epoch: int):
-    """(train dataset of pooled features, {"val", "test"} → predictor, `PooledIQAHead`) for a frozen trunk.
+    """(train dataset of pooled features, {"val", "test"} → predictor, `PooledIQAHead`, a fixed probe batch of
+    the training features for `GradientNorm`) for a frozen trunk.
 
     The training batches are those of epochs `first_epoch ... optim.epochs - 1`, in an order drawn from (seed, epoch).
     """
@@ -301,7 +304,8 @@ def _cached_head(config: IQAConfig, model, train_table, val_table, test_table, m
     # One direct call on all pooled vectors (a few hundred): `predict` would trace a function per split size.
     predict = {name: (lambda x=x: keras.ops.convert_to_numpy(head(x, training=False)))
                for name, x in features.items() if name != "train"}
-    return train_ds, predict, head
+    first_rows = lambda a: a[:d.batch_size]  # noqa: E731
+    return train_ds, predict, head, keras.tree.map_structure(first_rows, (train_x, train_y))
 
 
 def _reusable_scope(scope) -> Callable[[], Any]:

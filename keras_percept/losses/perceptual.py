@@ -8,7 +8,7 @@ import warnings
 import keras
 
 from keras_percept.distance import DEFAULT_NET
-from keras_percept.models.lpips import INPUT_RANGES, LPIPS
+from keras_percept.models.lpips import INPUT_RANGES, LPIPS, PRECISIONS
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
@@ -53,6 +53,10 @@ class PerceptualLoss(keras.losses.Loss):
         input_range: range of the images, `"[-1,1]"` or `"[0,1]"`; `None`
             keeps the metric's own (`"[-1,1]"` for a metric built here).
             Defaults to `None`.
+        precision: the metric's trunk arithmetic, `"float32"` or `"bfloat16"`
+            (see `LPIPS`; the gradient reaching the images then passes the
+            trunk in bfloat16 too); `None` keeps the metric's own. Defaults
+            to `None`.
         reduction: Keras reduction over the per-image values. Defaults to
             `"sum_over_batch_size"` (the batch mean).
         name: Defaults to `"perceptual_loss"`.
@@ -79,6 +83,7 @@ class PerceptualLoss(keras.losses.Loss):
         version: str = "0.1",
         pretrained: bool = True,
         input_range: str | None = None,
+        precision: str | None = None,
         reduction: str = "sum_over_batch_size",
         name: str = "perceptual_loss",
         dtype=None,
@@ -87,7 +92,10 @@ class PerceptualLoss(keras.losses.Loss):
             raise ValueError(
                 f"Argument `input_range` must be one of {INPUT_RANGES} or None. Received: input_range={input_range!r}"
             )
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"Argument `precision` must be one of {PRECISIONS} or None. Received: precision={precision!r}")
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.precision = precision
         self.net = net
         self.version = str(version)
         self.pretrained = bool(pretrained)
@@ -112,7 +120,8 @@ class PerceptualLoss(keras.losses.Loss):
                 raise FileNotFoundError(f"Argument `metric`: no such .keras file: {path!r}")
             metric = keras.saving.load_model(path)
         elif metric is None:
-            options = {} if self.input_range is None else {"input_range": self.input_range}
+            options = {key: value for key, value in (("input_range", self.input_range), ("precision", self.precision))
+                       if value is not None}
             if self.pretrained:
                 from keras_percept.convert import pretrained_lpips
 
@@ -128,9 +137,9 @@ class PerceptualLoss(keras.losses.Loss):
                 "Argument `metric` must return one distance per pair (spatial=False, return_per_layer=False). "
                 f"Received: spatial={metric.spatial}, return_per_layer={metric.return_per_layer}"
             )
-        if self.input_range is not None:
-            metric = metric.with_options(input_range=self.input_range)
-        return metric
+        options = {key: value for key, value in (("input_range", self.input_range), ("precision", self.precision))
+                   if value is not None}
+        return metric.with_options(**options)
 
     def call(self, y_true, y_pred):
         return self.metric((y_true, y_pred), training=False)
@@ -149,4 +158,5 @@ class PerceptualLoss(keras.losses.Loss):
             "version": self.version,
             "pretrained": self.pretrained,
             "input_range": self.input_range,
+            "precision": self.precision,
         }

@@ -28,7 +28,7 @@ class LPIPSMetric(keras.metrics.Metric):
     `reset_state` at the start of every `evaluate` and epoch. Under `tf.distribute` strategies
     each replica adds its share and the variables are summed across replicas when read.
 
-    The metric (`metric`, `net`, `version`, `pretrained`, `input_range`) is resolved as
+    The metric (`metric`, `net`, `version`, `pretrained`, `input_range`, `precision`) is resolved as
     `keras_percept.losses.PerceptualLoss` resolves it: frozen, in inference mode, one distance
     per pair. Any keras_percept LPIPS-family metric works: an instance (e.g. from
     `LPIPS.from_preset`), a `.keras` file (a trained `metric.keras`), or a pretrained net.
@@ -41,6 +41,8 @@ class LPIPSMetric(keras.metrics.Metric):
         pretrained: the paper's weights when `metric` is `None`. Defaults to `True`.
         input_range: range of the images, `"[-1,1]"` or `"[0,1]"`; `None` keeps the
             metric's own. Defaults to `None`.
+        precision: the trunk's arithmetic, `"float32"` or `"bfloat16"` (see `LPIPS`);
+            `None` keeps the metric's own. Defaults to `None`.
         keep_per_sample: also keep the first `keep_per_sample` per-sample distances
             (read them with `per_sample()`); `0` keeps none. Not supported under a
             `tf.distribute` strategy with several replicas (their buffers cannot be put in
@@ -67,6 +69,7 @@ class LPIPSMetric(keras.metrics.Metric):
         version: str = "0.1",
         pretrained: bool = True,
         input_range: str | None = None,
+        precision: str | None = None,
         keep_per_sample: int = 0,
         name: str = "lpips",
         dtype=None,
@@ -76,7 +79,7 @@ class LPIPSMetric(keras.metrics.Metric):
         super().__init__(name=name, dtype=dtype)
         # The loss resolves and freezes the metric and stores how to rebuild it.
         self.source = PerceptualLoss(metric, net=net, version=version, pretrained=pretrained,
-                                     input_range=input_range, reduction="none")
+                                     input_range=input_range, precision=precision, reduction="none")
         self.keep_per_sample = int(keep_per_sample)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
@@ -138,7 +141,7 @@ class LPIPSMetric(keras.metrics.Metric):
         return {
             "name": self.name,
             "dtype": self.dtype,
-            **{key: source[key] for key in ("metric", "net", "version", "pretrained", "input_range")},
+            **{key: source[key] for key in ("metric", "net", "version", "pretrained", "input_range", "precision")},
             "keep_per_sample": self.keep_per_sample,
         }
 

@@ -240,3 +240,12 @@ class PooledIQAHead(keras.Model):
 
     def call(self, pooled, training=None):
         return self.iqa_model.score_from_pooled(pooled, training=training)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable,
+                "iqa_model": keras.saving.serialize_keras_object(self.iqa_model)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "PooledIQAHead":
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("iqa_model")), **config)

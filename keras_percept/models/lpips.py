@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -15,6 +17,22 @@ from keras_percept.presets import PresetMixin
 
 INPUT_RANGES = ("[-1,1]", "[0,1]")
 VERSIONS = ("0.1", "0.0")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def cpu_has_bfloat16() -> bool | None:
+    """Whether this CPU has bfloat16 arithmetic (x86 AVX512_BF16 or AMX-BF16, Arm BF16); None if it cannot tell.
+
+    Read from `/proc/cpuinfo` (Linux; elsewhere None, and `LPIPS` then runs
+    bfloat16 unchecked). Without these instructions the frameworks emulate
+    bfloat16 in float32 code, slower than float32 itself.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = {flag for line in f if line.startswith(("flags", "Features")) for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
@@ -49,6 +67,11 @@ class LPIPS(PresetMixin, keras.Model):
             `(total, [term_0, ...])`. Defaults to `False`.
         trunk_trainable: whether trunk weights are trainable. Defaults to `False`.
         epsilon: added to the channel norm (reference: 1e-10). Defaults to `1e-10`.
+        precision: `"float32"`, or `"bfloat16"` for the trunk's arithmetic
+            (Keras's `mixed_bfloat16` policy: weights stay float32); the
+            normalisation, differences and sums stay float32. On a CPU
+            without bfloat16 instructions (`cpu_has_bfloat16()`), the trunk
+            runs in float32 with a warning. Defaults to `"float32"`.
 
     Example:
 
@@ -73,8 +96,11 @@ class LPIPS(PresetMixin, keras.Model):
         return_per_layer: bool = False,
         trunk_trainable: bool = False,
         epsilon: float = 1e-10,
+        precision: str = "float32",
         **kwargs,
     ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"Argument `precision` must be one of {PRECISIONS}. Received: precision={precision!r}")
         if net not in BACKBONES:
             raise ValueError(f"Argument `net` must be one of {sorted(BACKBONES)}. Received: net={net!r}")
         if str(version) not in VERSIONS:
@@ -95,8 +121,9 @@ class LPIPS(PresetMixin, keras.Model):
         self.return_per_layer = bool(return_per_layer)
         self.trunk_trainable = bool(trunk_trainable)
         self.epsilon = float(epsilon)
+        self.precision = precision
 
-        self.backbone = get_backbone(net, name=f"{net.replace('-', '_')}_trunk")
+        self.backbone = _trunk_in_precision(net, precision)
         self.backbone.trainable = self.trunk_trainable
         self.scaling = InputScaling(**SCALING[net], name="scaling") if self.version == "0.1" else None
         self.normalize = ChannelUnitNormalization(self.epsilon, name="normalize")
@@ -141,7 +168,9 @@ class LPIPS(PresetMixin, keras.Model):
             images = 2.0 * images - 1.0
         if self.scaling is not None:
             images = self.scaling(images)
-        return [self.normalize(f) for f in self.backbone(images, training=training)]
+        # A bfloat16 trunk's taps are normalised, differenced and summed in float32 (under a float32 global
+        # dtype policy; under the trainer's `precision: mixed_*` every layer computes in that policy).
+        return [self.normalize(ops.cast(f, "float32")) for f in self.backbone(images, training=training)]
 
     def distance_from_features(self, f0: list, f1: list, size=None, training=None):
         """LPIPS from two lists of normalised taps; `size` = (H, W) of the spatial map.
@@ -286,7 +315,7 @@ class LPIPS(PresetMixin, keras.Model):
         return matrix
 
     def with_options(self, **overrides) -> "LPIPS":
-        """A twin of this model sharing its weights, with config `overrides` (e.g. `spatial=True`).
+        """A twin of this model with a copy of its weights, and config `overrides` (e.g. `spatial=True`).
 
         Returns `self` when nothing changes. Weight-shaping options (`net`,
         `lpips`) cannot be overridden.
@@ -318,11 +347,48 @@ class LPIPS(PresetMixin, keras.Model):
             "return_per_layer": self.return_per_layer,
             "trunk_trainable": self.trunk_trainable,
             "epsilon": self.epsilon,
+            "precision": self.precision,
         }
 
     @classmethod
     def from_config(cls, config: dict) -> "LPIPS":
         return cls(**config)
+
+
+def _trunk_in_precision(net: str, precision: str):
+    """The trunk, built under Keras's `mixed_bfloat16` policy for `precision="bfloat16"` (if the CPU has it)."""
+    name = f"{net.replace('-', '_')}_trunk"
+    if precision == "float32":
+        return get_backbone(net, name=name)
+    if cpu_has_bfloat16() is False and not _has_accelerator():
+        warnings.warn("LPIPS(precision='bfloat16'): this CPU has no bfloat16 instructions (AVX512_BF16, AMX-BF16 "
+                      "or Arm BF16), where bfloat16 is emulated and slower than float32; the trunk runs in float32.",
+                      stacklevel=3)
+        return get_backbone(net, name=name)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        return get_backbone(net, name=name)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _has_accelerator() -> bool:
+    """Whether the Keras backend sees a GPU or TPU (where bfloat16 does not depend on the CPU)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:

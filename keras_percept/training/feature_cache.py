@@ -38,9 +38,12 @@ from keras_percept.paths import cache_dir
 
 
 def trunk_digest(metric: LPIPS) -> str:
-    """SHA-1 over the metric's trunk config and every trunk/scaling weight (what the means depend on)."""
+    """SHA-1 over the metric's trunk config, its compute dtype and every trunk/scaling weight (what the means depend on)."""
     h = hashlib.sha1()
     h.update(f"{metric.net}|{metric.version}|{metric.input_range}|{metric.epsilon}".encode())
+    policy = metric.backbone.dtype_policy.name  # the trunk's effective arithmetic (float32 keys stay as they were)
+    if policy != "float32":
+        h.update(f"|{policy}".encode())
     for variable in metric.backbone.weights + (metric.scaling.weights if metric.scaling is not None else []):
         h.update(variable.path.encode())
         h.update(np.ascontiguousarray(ops.convert_to_numpy(variable)).tobytes())

@@ -97,8 +97,8 @@ def test_datasets(config: TrainConfig, root: str) -> dict:
     return load_2afc_by_category(root, "val", d.val_categories, patch_size=d.patch_size, batch_size=d.batch_size)
 
 
-def make_datasets(config: TrainConfig, root: str, *, first_epoch: int = 0):
-    """(training dataset, selection dataset, the selection split's `ItemIndex`).
+def make_datasets(config: TrainConfig, fit, selection, *, first_epoch: int = 0):
+    """(training dataset, selection dataset) of `selection_split`'s two parts.
 
     The training dataset holds the batches of epochs `first_epoch ...
     optim.epochs - 1` of the fit part of the `train` split, each epoch's order
@@ -108,7 +108,6 @@ def make_datasets(config: TrainConfig, root: str, *, first_epoch: int = 0):
     from keras_percept.data import TripletAugmentation, dataset_from_index
 
     d = config.data
-    fit, selection = selection_split(config, root)
     augment = TripletAugmentation(crop_size=d.crop_size, flip_left_right=d.flip_left_right,
                                   flip_up_down=d.flip_up_down, mixup_alpha=d.mixup_alpha,
                                   label_smoothing=d.label_smoothing)
@@ -116,27 +115,36 @@ def make_datasets(config: TrainConfig, root: str, *, first_epoch: int = 0):
                                augment=augment, drop_remainder=True, epochs=config.optim.epochs,
                                first_epoch=first_epoch, steps_per_epoch=config.steps_per_epoch)
     selection_ds = dataset_from_index(selection, patch_size=d.patch_size, batch_size=d.batch_size)
-    return train, selection_ds, selection
+    return train, selection_ds
 
 
-def build_callbacks(config: TrainConfig, run_dir: str, extra=(), monitor_groups=None) -> list:
-    """NaN guard, per-epoch seeds, weight statistics, optional early stopping, `extra`, and last the backup.
+def build_callbacks(config: TrainConfig, run_dir: str, probe, extra=(), monitor_groups=None) -> list:
+    """NaN guard, per-epoch seeds, weight and gradient statistics, optional early stopping, `extra`, last the backup.
+
+    `probe`: the fixed batch of training data (or a dataset giving it first)
+    on which `GradientNorm` takes each epoch's gradient norm.
 
     The last callback is a `ResumableBackup` of `<run_dir>/backup` holding the
     weight statistics' and the early stopping's state too; a killed run
     started again with the same config resumes from its last finished epoch.
     It is kept until `train` has saved the metric (`ResumableBackup.delete`).
     """
-    from keras_percept.callbacks import EpochSeeds, ResumableBackup, ResumableEarlyStopping, WeightMonitor
+    from keras_percept.callbacks import (
+        EpochSeeds,
+        GradientNorm,
+        ResumableBackup,
+        ResumableEarlyStopping,
+        WeightMonitor,
+    )
 
-    monitor = WeightMonitor(monitor_groups)
-    callbacks = [keras.callbacks.TerminateOnNaN(), EpochSeeds(config.seed), monitor]
+    callbacks = [keras.callbacks.TerminateOnNaN(), EpochSeeds(config.seed), GradientNorm(probe)]
+    companions = [WeightMonitor(monitor_groups)]
     if config.early_stopping_patience:
-        callbacks.append(ResumableEarlyStopping(
+        companions.append(ResumableEarlyStopping(
             monitor="val_twoafc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True))
-    backup = ResumableBackup(backup_directory(run_dir), companions=callbacks[2:], fingerprint=config_fingerprint(config),
+    backup = ResumableBackup(backup_directory(run_dir), companions=companions, fingerprint=config_fingerprint(config),
                              delete_checkpoint=False)
-    return callbacks + list(extra) + [backup]
+    return callbacks + companions + list(extra) + [backup]
 
 
 def backup_directory(run_dir: str) -> str:
@@ -301,11 +309,17 @@ def _precision(policy: str):
 
 
 def _fit_images(config: TrainConfig, root: str, run_dir: str, scope, callbacks, verbose):
+    from keras_percept.data import TripletAugmentation, dataset_from_index
     from keras_percept.training.model_builder import build_twoafc_model
 
-    fit_callbacks = build_callbacks(config, run_dir, callbacks)
+    d = config.data
+    fit, selection = selection_split(config, root)
+    # The first batch of the fit part, unshuffled, uncropped and unflipped, with the labels training sees.
+    probe = dataset_from_index(fit, patch_size=d.patch_size, batch_size=d.batch_size, prefetch=False,
+                               augment=TripletAugmentation(label_smoothing=d.label_smoothing))
+    fit_callbacks = build_callbacks(config, run_dir, probe, callbacks)
     start, first = _first_epoch(config, fit_callbacks)
-    train_ds, selection_ds, selection = make_datasets(config, root, first_epoch=first)
+    train_ds, selection_ds = make_datasets(config, fit, selection, first_epoch=first)
     steps = _steps_per_epoch(config, train_ds, first)
     with scope:
         model = build_twoafc_model(config)
@@ -342,7 +356,8 @@ def _fit_cached_lin(config: TrainConfig, root: str, run_dir: str, callbacks, pro
         return model, history, means["selection"], None
     cached = CachedLinModel(model.metric, model.comparison, dropout=config.model.dropout, name="cached_lin")
     smoothed = dict(means["fit"], h=means["fit"]["h"] * (1 - d.label_smoothing) + 0.5 * d.label_smoothing)
-    fit_callbacks = build_callbacks(config, run_dir, callbacks, monitor_groups={"lin": [cached.linear.kernel]})
+    probe = ((smoothed["m0"][:d.batch_size], smoothed["m1"][:d.batch_size]), smoothed["h"][:d.batch_size])
+    fit_callbacks = build_callbacks(config, run_dir, probe, callbacks, monitor_groups={"lin": [cached.linear.kernel]})
     start, first = _first_epoch(config, fit_callbacks)
     train_ds = cached_dataset(smoothed, d.batch_size, shuffle=True, seed=config.seed, drop_remainder=True,
                               epochs=config.optim.epochs, first_epoch=first, steps_per_epoch=config.steps_per_epoch)

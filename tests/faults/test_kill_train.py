@@ -294,11 +294,11 @@ def test_a_killed_tracked_run_continues_its_mlflow_run_and_the_test_catches_a_re
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / name / 'mlflow.db'}")
         runs = client.search_runs([client.get_experiment_by_name("kill-test").experiment_id])
         assert [r.info.status for r in runs] == ["FINISHED"], f"{name}: one run, FINISHED"
-        for key in ("loss", "selection_twoafc", "learning_rate", "lin_drift", "lin_update_norm"):
+        for key in ("loss", "selection_twoafc", "learning_rate", "lin_drift", "lin_update_norm", "grad_norm"):
             history = sorted(client.get_metric_history(runs[0].info.run_id, key), key=lambda m: m.step)
             assert [m.step for m in history] == [0, 1, 2], f"{name} {key}: each epoch once"
             histories[name, key] = [m.value for m in history]
         assert not (tmp_path / name / "lin_effnet-lite0_seed0" / "mlflow_run.json").exists(), "removed once FINISHED"
-    for key in ("loss", "selection_twoafc", "learning_rate", "lin_drift", "lin_update_norm"):
+    for key in ("loss", "selection_twoafc", "learning_rate", "lin_drift", "lin_update_norm", "grad_norm"):
         np.testing.assert_allclose(histories["killed", key], histories["straight", key], rtol=1e-3, atol=1e-6,
                                    err_msg=key)

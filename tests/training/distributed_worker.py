@@ -50,6 +50,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_percept.callbacks import GradientNorm, global_gradient_norm
 from keras_percept.losses import get_loss, twoafc_bce
 from keras_percept.metrics.keras_metrics import TwoAFCScore
 from keras_percept.models.comparison import Dist2Logit
@@ -151,21 +152,29 @@ def train(strategy: str, initial: list[np.ndarray] | None, data, *, loss=None, o
             initial = model.get_weights()
         model.set_weights(initial)
     recorder = BatchLosses()
+    # GradientNorm as the trainers use it, inside `fit` under the strategy, on the first global batch
+    probe = (tuple(x[:GLOBAL_BATCH] for x in data[0]), data[1][:GLOBAL_BATCH])
+    gradient_norm = GradientNorm(probe)
     if keras.backend.backend() == "tensorflow":
         history = model.fit(
             tf_dataset(*data, batch=batch), validation_data=tf_dataset(*validation) if validation else None,
-            epochs=epochs, shuffle=False, callbacks=[recorder], verbose=0,
+            epochs=epochs, shuffle=False, callbacks=[recorder, gradient_norm], verbose=0,
         )
     else:
         history = model.fit(
-            *data, batch_size=GLOBAL_BATCH, epochs=epochs, shuffle=False, callbacks=[recorder], verbose=0
+            *data, batch_size=GLOBAL_BATCH, epochs=epochs, shuffle=False, callbacks=[recorder, gradient_norm],
+            verbose=0,
         )
     result = {
         "loss": np.array(recorder.losses),
         "val_loss": np.array(history.history.get("val_loss", [])),
         "batch_per_replica": np.array(recorder.batch_sizes),
         "n_trainable": np.array(len(model.trainable_variables)),
+        "grad_norm": np.array(history.history["grad_norm"]),
     }
+    if keras.backend.backend() == "tensorflow":  # a user's `fit` inside the strategy's scope: the same number
+        with model.distribute_strategy.scope():
+            result["grad_norm_in_scope"] = np.array(global_gradient_norm(model, *probe))
     result.update({f"weight_{i}": w for i, w in enumerate(model.get_weights())})
     result.update({f"optimizer_{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)})
     result["optimizer_names"] = np.array([v.path for v in model.optimizer.variables])

@@ -104,6 +104,12 @@ def assert_same_training(single: dict, other: dict, label: str) -> None:
     assert diffs["loss"] <= TOLERANCE, diffs
     assert diffs["weights"] <= TOLERANCE, diffs
     assert diffs["adam_moments"] <= MOMENT_TOLERANCE, diffs
+    # `GradientNorm` under the strategy: the global gradient norm of the same weights on the same batch
+    np.testing.assert_allclose(other["grad_norm"], single["grad_norm"], rtol=1e-4, err_msg=f"{label}: grad_norm")
+    assert np.all(single["grad_norm"] > 0)
+    if "grad_norm_in_scope" in other:  # inside `strategy.scope()` Keras divides the loss by the replica count
+        np.testing.assert_allclose(other["grad_norm_in_scope"], single["grad_norm"][-1], rtol=1e-4,
+                                   err_msg=f"{label}: grad_norm inside the strategy's scope")
 
 
 def moment_ratios(single: dict, other: dict, kind: str) -> np.ndarray:
