@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import keras
+
 from keras_percept.backbones.alexnet import AlexNetBackbone
 from keras_percept.backbones.base import Backbone
 from keras_percept.backbones.efficientnet_lite import (
@@ -36,6 +40,25 @@ def get_backbone(net: str, **kwargs) -> Backbone:
     return BACKBONES[net](**kwargs)
 
 
+@contextlib.contextmanager
+def dtype_policy_scope(policy: str):
+    """Keras's global dtype policy set to `policy` while layers are built inside the block, restored after.
+
+    Keras has the global setter but no scope; layers take the policy in force when they are created.
+
+    Example:
+
+    >>> with dtype_policy_scope("mixed_bfloat16"):
+    ...     trunk = get_backbone("squeeze")
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 __all__ = [
     "AlexNetBackbone",
     "Backbone",
@@ -44,6 +67,7 @@ __all__ = [
     "EfficientNetLite0Classifier",
     "SqueezeNetBackbone",
     "VGG16Backbone",
+    "dtype_policy_scope",
     "efficientnet_lite_preprocess",
     "get_backbone",
 ]

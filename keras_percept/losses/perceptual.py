@@ -106,6 +106,9 @@ class PerceptualLoss(keras.losses.Loss):
         self.metric.trainable = False
 
     def _resolve_metric(self, metric) -> LPIPS:
+        # What this loss overrides of the metric's own options (None: keep the metric's).
+        options = {key: value for key, value in (("input_range", self.input_range), ("precision", self.precision))
+                   if value is not None}
         if isinstance(metric, dict):
             warnings.warn(
                 "PerceptualLoss: restoring a metric that was passed as an instance; its architecture is "
@@ -120,8 +123,6 @@ class PerceptualLoss(keras.losses.Loss):
                 raise FileNotFoundError(f"Argument `metric`: no such .keras file: {path!r}")
             metric = keras.saving.load_model(path)
         elif metric is None:
-            options = {key: value for key, value in (("input_range", self.input_range), ("precision", self.precision))
-                       if value is not None}
             if self.pretrained:
                 from keras_percept.convert import pretrained_lpips
 
@@ -137,8 +138,6 @@ class PerceptualLoss(keras.losses.Loss):
                 "Argument `metric` must return one distance per pair (spatial=False, return_per_layer=False). "
                 f"Received: spatial={metric.spatial}, return_per_layer={metric.return_per_layer}"
             )
-        options = {key: value for key, value in (("input_range", self.input_range), ("precision", self.precision))
-                   if value is not None}
         return metric.with_options(**options)
 
     def call(self, y_true, y_pred):

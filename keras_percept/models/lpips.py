@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from keras_percept.backbones import BACKBONES, get_backbone
+from keras_percept.backbones import BACKBONES, dtype_policy_scope, get_backbone
 from keras_percept.images import check_image_batch_pair, check_image_values, checked_image_pair
 from keras_percept.layers.normalization import ChannelUnitNormalization
 from keras_percept.layers.scaling import InputScaling
@@ -365,12 +365,8 @@ def _trunk_in_precision(net: str, precision: str):
                       "or Arm BF16), where bfloat16 is emulated and slower than float32; the trunk runs in float32.",
                       stacklevel=3)
         return get_backbone(net, name=name)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
+    with dtype_policy_scope("mixed_bfloat16"):
         return get_backbone(net, name=name)
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _has_accelerator() -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 
+from keras_percept.backbones import dtype_policy_scope
 from keras_percept.experiment.config import config_fingerprint
 from keras_percept.training.config import TrainConfig
 
@@ -205,7 +206,7 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
     run_dir = run_directory(config)
     os.makedirs(run_dir, exist_ok=True)
     selection_means = selection_index = None
-    with _precision(config.precision):
+    with dtype_policy_scope(config.precision):  # the whole model in the config's policy
         if config.uses_feature_cache():
             model, history, selection_means, backup = _fit_cached_lin(config, root, run_dir, callbacks, progress,
                                                                       verbose)
@@ -295,17 +296,6 @@ def _first_epoch(config: TrainConfig, callbacks: list) -> tuple[int, int]:
     """
     start = callbacks[-1].resume_epoch(config.optim.epochs)
     return start, min(start, config.optim.epochs - 1)
-
-
-@contextlib.contextmanager
-def _precision(policy: str):
-    """Sets Keras's global dtype policy for building the model, and restores it afterwards."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _fit_images(config: TrainConfig, root: str, run_dir: str, scope, callbacks, verbose):
