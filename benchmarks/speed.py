@@ -14,7 +14,9 @@ Rows (throughput = pairs or triplets per second; higher is better):
   the trunk ran once beforehand and is *not* in the timing). An algorithmic shortcut the reference lacks,
   so its ratio is not like-for-like; the cache build time (one trunk pass) is printed beside it.
 
-Implementations: the reference, then the Keras backends of `--backends` (default tensorflow, jax, torch).
+Implementations: the reference, then those of `--backends` (default tensorflow, jax, torch, onnxruntime): the
+Keras backends, and `onnxruntime` (forward rows only), which runs the metric exported by `export_onnx`
+(`keras-percept export --format onnx`) in ONNX Runtime's CPU provider, without TensorFlow or Keras.
 `tensorflow` runs with TensorFlow's default for this CPU (its oneDNN CPU kernels are on for CPUs with
 AVX-512 VNNI/BF16 or AMX, off on e.g. AVX2-only EPYCs, unless TF_ENABLE_ONEDNN_OPTS says otherwise);
 `tensorflow-onednn` is the TensorFlow backend with `TF_ENABLE_ONEDNN_OPTS=1`, the opt-in the README
@@ -44,8 +46,9 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # `tensorflow-onednn` is the TensorFlow backend with TF_ENABLE_ONEDNN_OPTS=1: TensorFlow leaves its oneDNN
 # kernels off by default on CPUs without AVX-512 VNNI/BF16/AMX (e.g. AVX2-only EPYCs).
-BACKENDS = ("tensorflow", "tensorflow-onednn", "jax", "torch")
-DEFAULT_BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = ("tensorflow", "tensorflow-onednn", "jax", "torch", "onnxruntime")
+DEFAULT_BACKENDS = ("tensorflow", "jax", "torch", "onnxruntime")
+ONNX = "onnxruntime"  # not a Keras backend: the exported ONNX file in ONNX Runtime
 SEED = 0
 
 
@@ -72,6 +75,8 @@ UNIT = {"forward": "pairs/s", "train": "triplets/s", "cached": "triplets/s"}
 
 def _set_threads(threads: int, backend: str | None) -> None:
     """`threads` intra- and inter-op threads for the framework doing the work; XLA:CPU is set by env."""
+    if backend == ONNX:
+        return  # the session's own options (`_onnx_worker`)
     if backend in (None, "torch"):
         import torch
 
@@ -205,6 +210,23 @@ def _lin_model(p: dict, files: dict):
     return model, config
 
 
+def _onnx_worker(row: dict, p: dict, files: dict) -> dict:
+    """The forward rows on the ONNX export of the same `.keras` file, in ONNX Runtime (no training rows)."""
+    if row["kind"] != "forward":
+        return {}
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = int(os.environ["OMP_NUM_THREADS"])
+    session = onnxruntime.InferenceSession(files[row["net"] + ".onnx"], options, providers=["CPUExecutionProvider"])
+    x0, x1 = _pairs(p["size"], p["batch"], SEED)
+    check = session.run(["distance"], {"x0": x0, "x1": x1})[0].ravel()
+    setup_rss = _rss_mb()
+    value = _timed(lambda: session.run(["distance"], {"x0": x0, "x1": x1}), p["calls"], p["batch"],
+                   p.get("repeats", 2))
+    return {"value": value, "check": check.tolist(), "setup_mb": setup_rss}
+
+
 def _keras_worker(row: dict, p: dict, files: dict) -> dict:
     import keras
     import numpy as np
@@ -259,11 +281,13 @@ def _keras_worker(row: dict, p: dict, files: dict) -> dict:
     return {"value": _epoch_throughput(seconds, len(means["h"])), "build": build, "setup_mb": setup_rss}
 
 
-def _prepare(directory: str, nets: list[str]) -> dict:
-    """Converts the reference's seeded nets into `.keras` files and snapshots the Trainer's start weights."""
+def _prepare(directory: str, nets: list[str], onnx: bool) -> dict:
+    """Converts the reference's seeded nets into `.keras` files (and, with `onnx`, their ONNX exports; this
+    worker runs on TensorFlow) and snapshots the Trainer's start weights."""
     import numpy as np
 
     from keras_percept.convert import convert_lpips, split_lpips_state_dict
+    from keras_percept.export import export_onnx
     from torch_reference import reference_lpips, reference_trainer, state_dict_numpy
 
     files = {}
@@ -271,6 +295,8 @@ def _prepare(directory: str, nets: list[str]) -> dict:
         trunk, _ = split_lpips_state_dict(state_dict_numpy(reference_lpips(net, seed=SEED)))
         files[net] = os.path.join(directory, f"{net}.keras")
         convert_lpips(net, trunk_weights=trunk, lin_weights="official", output=files[net])
+        if onnx:
+            files[net + ".onnx"] = export_onnx(files[net], os.path.join(directory, f"{net}.onnx"))
     trainer = reference_trainer("alex", seed=SEED)
     state = {**{f"net.{k}": v for k, v in state_dict_numpy(trainer.net).items()},
              **{f"rank.{k}": v for k, v in state_dict_numpy(trainer.rankLoss).items()}}
@@ -285,13 +311,13 @@ def worker(spec: dict) -> None:
     backend = spec["backend"]
     _set_threads(spec["threads"], backend)
     if spec.get("prepare"):
-        print("RESULT " + json.dumps(_prepare(spec["directory"], spec["nets"])), flush=True)
+        print("RESULT " + json.dumps(_prepare(spec["directory"], spec["nets"], spec["onnx"])), flush=True)
         return
     out = {}
     for name in spec["rows"]:
         row = ROWS[name]
         params = row["quick" if spec["quick"] else "full"]
-        run = _reference_worker if backend is None else _keras_worker
+        run = _reference_worker if backend is None else _onnx_worker if backend == ONNX else _keras_worker
         result = run(row, params, spec["files"])
         if result:
             out[name] = {**result, "peak_mb": _peak_mb()}
@@ -315,7 +341,7 @@ def _environment(threads: int, backend: str | None) -> dict:
         "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY", "PASSIVE"),
         "XLA_FLAGS": (env.get("XLA_FLAGS", "") + f" --xla_cpu_multi_thread_eigen=true "
                       f"intra_op_parallelism_threads={threads}").strip(),
-        "KERAS_BACKEND": _keras_backend(backend or "tensorflow"),
+        "KERAS_BACKEND": _keras_backend(backend if backend not in (None, ONNX) else "tensorflow"),
     })
     if backend == "tensorflow-onednn":
         env["TF_ENABLE_ONEDNN_OPTS"] = "1"
@@ -373,8 +399,8 @@ def main(argv=None) -> int:
     directory = tempfile.mkdtemp(prefix="kp_speed_")
     nets = sorted({ROWS[r]["net"] for r in rows if ROWS[r]["kind"] == "forward"})
     start = time.time()
-    files = _spawn({"prepare": True, "backend": backends[0] if backends else "tensorflow",
-                    "threads": args.threads, "directory": directory, "nets": nets})
+    files = _spawn({"prepare": True, "backend": "tensorflow", "threads": args.threads, "directory": directory,
+                    "nets": nets, "onnx": ONNX in backends})
     results: dict[tuple[str, str], dict] = {}
     per_round: dict[tuple[str, str], list[float]] = {}
     onednn: dict[str, bool] = {}
@@ -384,6 +410,8 @@ def main(argv=None) -> int:
         for group in groups:
             for impl in impls:
                 if impl == "reference" and all(ROWS[r]["kind"] == "cached" for r in group):
+                    continue
+                if impl == ONNX and all(ROWS[r]["kind"] != "forward" for r in group):
                     continue
                 spec = {"backend": None if impl == "reference" else impl, "threads": args.threads,
                         "rows": group, "quick": args.quick, "files": files}

@@ -10,6 +10,7 @@
     keras-percept convert --net alex --trunk-weights imagenet -o alex.keras
     keras-percept demo --out demo_out
     keras-percept export alex.keras alex_savedmodel [--image-size 256 256]
+    keras-percept export alex.keras alex.onnx --format onnx
     keras-percept train --paradigm lin [--config configs/lin.yaml] [--set optim.epochs=3]
     keras-percept evaluate --model runs/lin_effnet-lite0_seed0/metric.keras
     keras-percept iqa compare-losses --config configs/iqa/compare.yaml [--quick] [--seeds 3]
@@ -169,9 +170,14 @@ def _run_demo(args) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="A .keras metric -> a TensorFlow SavedModel for serving (TensorFlow/JAX backend).")
+    p = sub.add_parser("export", help="A .keras metric -> a TensorFlow SavedModel (TensorFlow/JAX backend) or an "
+                                      "ONNX file (TensorFlow backend) for serving.")
     p.add_argument("model", help="the metric, a .keras file")
-    p.add_argument("out_dir", help="output SavedModel folder (must not exist or be empty, unless --overwrite)")
+    p.add_argument("out", help="output: a SavedModel folder (must not exist or be empty, unless --overwrite) "
+                               "or, with --format onnx, a file such as alex.onnx")
+    p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
+                   help="savedmodel (default; TF Serving, tf.saved_model.load) or onnx (onnxruntime; needs "
+                        "the onnx extra)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                    help="fix the input size (default: any size)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export")
@@ -179,10 +185,14 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args) -> None:
-    from keras_percept.export import SIGNATURE_KEY, export_saved_model
+    from keras_percept.export import SIGNATURE_KEY, export_onnx, export_saved_model
 
-    export_saved_model(args.model, args.out_dir, image_shape=args.image_size, overwrite=args.overwrite)
-    print(f"exported {args.out_dir} (signature {SIGNATURE_KEY!r}: x0, x1 -> distance)")
+    if args.format == "onnx":
+        export_onnx(args.model, args.out, image_shape=args.image_size, overwrite=args.overwrite)
+        print(f"exported {args.out} (ONNX: x0, x1 -> distance)")
+        return
+    export_saved_model(args.model, args.out, image_shape=args.image_size, overwrite=args.overwrite)
+    print(f"exported {args.out} (signature {SIGNATURE_KEY!r}: x0, x1 -> distance)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,15 @@ Which backends can export: TensorFlow (native) and JAX (through `jax2tf`,
 with `H, W` symbolic). Keras's torch path needs `torch_xla` and fixed shapes,
 so the torch backend is refused with an error saying to re-run under
 TensorFlow: a `.keras` file is backend-independent.
+
+`export_onnx` writes the same endpoint as an ONNX model (inputs `x0`, `x1`,
+outputs as above, batch and size dynamic) through `tf2onnx`, the converter
+Keras's own `model.export(format="onnx")` uses on TensorFlow; so it needs the
+TensorFlow backend. (On JAX, Keras's ONNX route is `jax2onnx`, which pulls
+flax, optax and orbax into the install, and `jax2tf`'s output is an
+`XlaCallModule` that `tf2onnx` cannot convert; on torch, Keras's exporter
+fixes every dimension. A `.keras` file loads on TensorFlow, so both are
+refused with the command to run instead.)
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from keras_percept.atomic import atomic_path
 SIGNATURE_KEY = "serving_default"
 ENDPOINT = "serve"
 EXPORT_BACKENDS = ("tensorflow", "jax")
+ONNX_BACKENDS = ("tensorflow",)
 
 
 class UnsupportedBackendError(ValueError):
@@ -63,8 +73,6 @@ def export_saved_model(
     >>> served = tf.saved_model.load("lpips_alex_savedmodel")  # doctest: +SKIP
     >>> served.signatures["serving_default"](x0=x0, x1=x1)["distance"]  # doctest: +SKIP
     """
-    from keras_percept.models.lpips import LPIPS
-
     backend = keras.backend.backend()
     if backend not in EXPORT_BACKENDS:
         raise UnsupportedBackendError(
@@ -72,6 +80,81 @@ def export_saved_model(
             "(Keras's torch export needs torch_xla and fixed shapes). A .keras file loads on any backend, so "
             "re-run under TensorFlow, e.g. `KERAS_BACKEND=tensorflow keras-percept export MODEL.keras OUT_DIR`."
         )
+    model, image_shape = _checked(model, image_shape)
+    path = os.fspath(path)
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
+        raise FileExistsError(f"Export path {path!r} exists and is not empty; pass overwrite=True to replace it.")
+
+    archive, _ = _archive(model, image_shape)
+    with atomic_path(path) as tmp:
+        archive.write_out(tmp, verbose=False)
+        _remove(path)  # os.replace cannot replace a non-empty folder; the new export is complete already
+    return path
+
+
+def export_onnx(
+    model,
+    path: str | os.PathLike,
+    *,
+    image_shape: tuple[int, int] | None = None,
+    overwrite: bool = False,
+    opset: int | None = None,
+) -> str:
+    """Writes `model` as an ONNX file with the signature `(x0, x1) -> distance` (TensorFlow backend).
+
+    The graph is the SavedModel's `serve` endpoint converted by `tf2onnx`:
+    inputs `x0`, `x1` float32 `(batch, H, W, 3)`, output `distance` (plus
+    `layer_k` for `return_per_layer`), batch and size dynamic unless
+    `image_shape` fixes the size. It runs in `onnxruntime` without
+    TensorFlow, Keras or keras_percept. Written to a temporary sibling and
+    renamed into place, so a failure or a kill never leaves a partial file.
+
+    Args:
+        model: an `LPIPS` model, or the path of a `.keras` file holding one.
+        path: output file, e.g. `alex.onnx`.
+        image_shape: `(H, W)` to fix the input size, or `None` for any size
+            (at least the trunk's minimum). Defaults to `None`.
+        overwrite: replace an existing file. Defaults to `False`.
+        opset: the ONNX opset, or `None` for `tf2onnx`'s default.
+
+    Returns:
+        `path` as a string.
+
+    Example:
+
+    >>> export_onnx(LPIPS(net="alex"), "alex.onnx")  # doctest: +SKIP
+    >>> import onnxruntime
+    >>> session = onnxruntime.InferenceSession("alex.onnx")  # doctest: +SKIP
+    >>> session.run(["distance"], {"x0": x0, "x1": x1})[0]  # doctest: +SKIP
+    """
+    backend = keras.backend.backend()
+    if backend not in ONNX_BACKENDS:
+        raise UnsupportedBackendError(
+            f"Exporting ONNX needs the TensorFlow Keras backend (its converter is tf2onnx). Received: "
+            f"KERAS_BACKEND={backend!r}. A .keras file loads on any backend, so re-run under TensorFlow, e.g. "
+            "`KERAS_BACKEND=tensorflow keras-percept export MODEL.keras OUT.onnx --format onnx`."
+        )
+    try:
+        import tf2onnx
+    except ImportError as error:
+        raise ImportError("Exporting ONNX needs tf2onnx and onnx: `pip install 'keras-percept[onnx]'`.") from error
+    model, image_shape = _checked(model, image_shape)
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"ONNX export path {path!r} is a folder; give a file name such as 'metric.onnx'.")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"Export path {path!r} exists; pass overwrite=True to replace it.")
+
+    _, (function, signature) = _archive(model, image_shape)
+    with atomic_path(path) as tmp:
+        tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=tmp)
+    return path
+
+
+def _checked(model, image_shape):
+    """(the LPIPS model, `image_shape` as a tuple or None), or a ValueError naming the bad argument."""
+    from keras_percept.models.lpips import LPIPS
+
     if isinstance(model, (str, os.PathLike)):
         model_path = os.fspath(model)
         if not os.path.isfile(model_path):
@@ -90,15 +173,7 @@ def export_saved_model(
                 f"Argument `image_shape` must be (H, W) with integers >= {min_size} for net={model.net!r}, "
                 f"or None. Received: image_shape={image_shape}"
             )
-    path = os.fspath(path)
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
-        raise FileExistsError(f"Export path {path!r} exists and is not empty; pass overwrite=True to replace it.")
-
-    archive = _archive(model, image_shape)
-    with atomic_path(path) as tmp:
-        archive.write_out(tmp, verbose=False)
-        _remove(path)  # os.replace cannot replace a non-empty folder; the new export is complete already
-    return path
+    return model, image_shape
 
 
 def _remove(path: str) -> None:
@@ -109,6 +184,7 @@ def _remove(path: str) -> None:
 
 
 def _archive(model, image_shape):
+    """(the `ExportArchive` with the `serve` endpoint, (that endpoint's `tf.function`, its input signature))."""
     import tensorflow as tf
 
     height, width = image_shape if image_shape is not None else (None, None)
@@ -132,5 +208,5 @@ def _archive(model, image_shape):
                                    "with_gradient": False}
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(ENDPOINT, serve, input_signature=signature, **kwargs)
-    return archive
+    function = archive.add_endpoint(ENDPOINT, serve, input_signature=signature, **kwargs)
+    return archive, (function, signature)

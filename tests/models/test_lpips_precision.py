@@ -87,8 +87,8 @@ def test_a_bfloat16_perceptual_loss_gives_finite_image_gradients_close_to_float3
     assert restored.precision == "bfloat16" and restored.metric.backbone.dtype_policy.name == "mixed_bfloat16"
     value_full, value_half = float(loss_full(x0, x1)), float(loss_half(x0, x1))
     assert value_half == pytest.approx(value_full, rel=0.02)
-    _, gradient = value_and_grad(lambda x: loss_half(x0, x), x1)  # d loss / d x1
-    _, gradient_full = value_and_grad(lambda x: loss_full(x0, x), x1)
+    _, gradient = value_and_grad(lambda x: loss_half(x0, x), x1, jit=True)  # d loss / d x1
+    _, gradient_full = value_and_grad(lambda x: loss_full(x0, x), x1, jit=True)
     assert gradient.dtype == np.float32 and np.isfinite(gradient).all() and np.abs(gradient).max() > 0
     cosine = np.sum(gradient * gradient_full) / (np.linalg.norm(gradient) * np.linalg.norm(gradient_full))
     assert cosine > 0.9, cosine  # the same direction of descent
