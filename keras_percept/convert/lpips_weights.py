@@ -10,6 +10,7 @@ Accepted trunk layouts:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Mapping
 
@@ -21,28 +22,26 @@ _SLICE_KEY = re.compile(r"^net\.slice\d+\.(\d+)\.(.+)$")
 _LINS_ALIAS = re.compile(r"^lins\.(\d+)\.(.+)$")
 
 
-def _trunk_convs(net: str) -> list[tuple[str, str, int, int, int]]:
-    """(torch prefix, keras layer, out, in, kernel) for every conv of the trunk."""
-    if net == "alex":
-        spec = ((0, 64, 3, 11), (3, 192, 64, 5), (6, 384, 192, 3), (8, 256, 384, 3), (10, 256, 256, 3))
-        return [(f"features.{i}", f"features_{i}", o, c, k) for i, o, c, k in spec]
-    if net == "vgg":
-        widths = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
-        indices = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-        ins = (3,) + widths[:-1]
-        return [(f"features.{i}", f"features_{i}", o, c, 3) for i, o, c in zip(indices, widths, ins)]
-    if net == "squeeze":
-        convs = [("features.0", "features_0", 64, 3, 3)]
-        fires = {3: (64, 16, 64), 4: (128, 16, 64), 6: (128, 32, 128), 7: (256, 32, 128),
-                 9: (256, 48, 192), 10: (384, 48, 192), 11: (384, 64, 256), 12: (512, 64, 256)}
-        for i, (cin, sq, ex) in fires.items():
-            convs += [
-                (f"features.{i}.squeeze", f"features_{i}_squeeze", sq, cin, 1),
-                (f"features.{i}.expand1x1", f"features_{i}_expand1x1", ex, sq, 1),
-                (f"features.{i}.expand3x3", f"features_{i}_expand3x3", ex, sq, 3),
-            ]
-        return convs
-    raise ValueError(f"Argument `net` must be one of ('alex', 'vgg', 'squeeze'). Received: net={net!r}")
+@functools.lru_cache(maxsize=None)
+def _trunk_convs(net: str) -> tuple[tuple[str, str, tuple[int, int, int, int]], ...]:
+    """(torch prefix, keras layer, torch weight shape) for every conv of the trunk, read from a built backbone.
+
+    Layer `features_4_expand1x1` holds torchvision's `features.4.expand1x1`; a Keras kernel is
+    `(k, k, in, out)`. Only the torchvision-layout trunks (the nets with ImageNet checkpoints) qualify.
+    """
+    import keras
+
+    from keras_percept.backbones import get_backbone
+    from keras_percept.models.presets import TORCHVISION_WEIGHTS
+
+    if net not in TORCHVISION_WEIGHTS:
+        raise ValueError(f"Argument `net` must be one of {tuple(TORCHVISION_WEIGHTS)}. Received: net={net!r}")
+    convs = []
+    for layer in get_backbone(net).layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            height, width, in_ch, out_ch = layer.kernel.shape
+            convs.append((layer.name.replace("_", "."), layer.name, (out_ch, in_ch, height, width)))
+    return tuple(convs)
 
 
 def normalize_trunk_keys(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -92,9 +91,9 @@ def trunk_layer_weights(
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     reader = StrictStateDict(state, source=source)
     weights = {}
-    for prefix, layer, out_ch, in_ch, kernel in _trunk_convs(net):
-        w = reader.take(f"{prefix}.weight", (out_ch, in_ch, kernel, kernel))
-        b = reader.take(f"{prefix}.bias", (out_ch,))
+    for prefix, layer, shape in _trunk_convs(net):
+        w = reader.take(f"{prefix}.weight", shape)
+        b = reader.take(f"{prefix}.bias", shape[:1])
         weights[layer] = [conv_kernel(w), b]
     reader.finish()
     return weights

@@ -128,15 +128,19 @@ class PerceptualLoss(keras.losses.Loss):
 
                 return pretrained_lpips(self.net, version=self.version, **options)
             return LPIPS(net=self.net, version=self.version, **options)
-        if not isinstance(metric, LPIPS):
+        from keras_percept.models.dists import DISTS
+        from keras_percept.models.ensemble import ELPIPS
+
+        if not isinstance(metric, (LPIPS, DISTS, ELPIPS)):
             raise ValueError(
-                "Argument `metric` must be None, an LPIPS model or a path to a .keras file holding one. "
-                f"Received: {type(metric).__name__}"
+                "Argument `metric` must be None, an LPIPS, DISTS or ELPIPS model or a path to a .keras file "
+                f"holding one. Received: {type(metric).__name__}"
             )
-        if metric.spatial or metric.return_per_layer:
+        spatial, per_layer = getattr(metric, "spatial", False), getattr(metric, "return_per_layer", False)
+        if spatial or per_layer:
             raise ValueError(
                 "Argument `metric` must return one distance per pair (spatial=False, return_per_layer=False). "
-                f"Received: spatial={metric.spatial}, return_per_layer={metric.return_per_layer}"
+                f"Received: spatial={spatial}, return_per_layer={per_layer}"
             )
         return metric.with_options(**options)
 

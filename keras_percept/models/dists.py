@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_percept.backbones.vgg16 import VGG16Backbone
-from keras_percept.images import check_image_batch_pair, checked_image_pair
+from keras_percept.images import check_image_batch_pair, checked_image_pair, pair_chunks
 from keras_percept.presets import PresetMixin
 
 INPUT_RANGES = ("[0,1]", "[-1,1]")
@@ -131,8 +131,8 @@ class DISTS(PresetMixin, keras.Model):
         array([0.187], dtype=float32)
         """
         x0, x1 = checked_image_pair(x0, x1, self.input_range, min_size=self.backbone.MIN_SIZE, net="DISTS")
-        return np.concatenate([np.asarray(self.predict_on_batch((x0[s:s + batch_size], x1[s:s + batch_size])))
-                               for s in range(0, len(x0), batch_size)])
+        return np.concatenate([np.asarray(self.predict_on_batch((x0[part], x1[part])))
+                               for part in pair_chunks(len(x0), *x0.shape[1:3], batch_size)])
 
     def with_options(self, spatial: bool = False, return_per_layer: bool = False, **overrides) -> "DISTS":
         """A twin sharing this model's weights with config `overrides` (e.g. `input_range`); `self` if unchanged.

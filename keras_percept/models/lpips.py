@@ -9,7 +9,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_percept.backbones import BACKBONES, dtype_policy_scope, get_backbone
-from keras_percept.images import check_image_batch_pair, check_image_values, checked_image_pair
+from keras_percept.images import check_image_batch_pair, check_image_values, checked_image_pair, pair_chunks
 from keras_percept.layers.normalization import ChannelUnitNormalization
 from keras_percept.layers.scaling import InputScaling
 from keras_percept.models.presets import SCALING
@@ -262,8 +262,8 @@ class LPIPS(PresetMixin, keras.Model):
         """
         x0, x1 = checked_image_pair(x0, x1, self.input_range, min_size=self.backbone.MIN_SIZE, net=self.net)
         outputs = []
-        for start in range(0, len(x0), batch_size):
-            out = self.predict_on_batch((x0[start:start + batch_size], x1[start:start + batch_size]))
+        for part in pair_chunks(len(x0), *x0.shape[1:3], batch_size):
+            out = self.predict_on_batch((x0[part], x1[part]))
             outputs.append(np.asarray(out[0] if self.return_per_layer else out))
         return np.concatenate(outputs, axis=0)
 

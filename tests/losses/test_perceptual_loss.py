@@ -141,7 +141,7 @@ def test_invalid_arguments(tmp_path):
         PerceptualLoss(LPIPS(net="alex"), input_range="0-255")
     with pytest.raises(ValueError, match=r"spatial=False.*Received: spatial=True"):
         PerceptualLoss(LPIPS(net="alex", spatial=True))
-    with pytest.raises(ValueError, match=r"must be None, an LPIPS model .* Received: Sequential"):
+    with pytest.raises(ValueError, match=r"must be None, an LPIPS, DISTS or ELPIPS model .* Received: Sequential"):
         PerceptualLoss(keras.Sequential([keras.layers.Dense(1)]))
     with pytest.raises(FileNotFoundError, match=r"no such .keras file: '.*missing\.keras'"):
         PerceptualLoss(str(tmp_path / "missing.keras"))

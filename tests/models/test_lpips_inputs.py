@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_percept import LPIPS
+from keras_percept.images import pair_chunks
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,36 @@ def test_distance_accepts_single_images_and_batches(alex):
     assert batched.shape == (5,)
     single = alex.distance(x0[3], x1[3])
     np.testing.assert_allclose(single, batched[3:4], rtol=1e-5)
+
+
+@pytest.mark.parametrize("n, size, batch_size, chunk_pixels, expected", [
+    (40, 256, 32, 8 * 256 * 256, [8, 8, 8, 8, 8]),  # large images: cut within each batch of 32
+    (70, 64, 32, 8 * 256 * 256, [32, 32, 6]),  # 64 px: the batches the caller asked for
+    (10, 400, 4, 8 * 256 * 256, [3, 1, 3, 1, 2]),  # 3 images of 400 px per call; cuts never cross a batch
+    (3, 2048, 32, 8 * 256 * 256, [1, 1, 1]),  # never below one pair
+    (10, 256, 32, None, [10]),
+])
+def test_pair_chunks_bound_the_pixels_of_a_call(n, size, batch_size, chunk_pixels, expected):
+    parts = list(pair_chunks(n, size, size, batch_size, chunk_pixels))
+    assert [p.stop - p.start for p in parts] == expected
+    assert parts[0].start == 0 and parts[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+
+
+def test_pair_chunks_reject_a_bad_batch_size():
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer. Received: batch_size=0"):
+        list(pair_chunks(4, 64, 64, 0))
+
+
+def test_distance_of_large_images_runs_in_chunks_with_the_same_values(alex, monkeypatch):
+    x0, x1 = _pair((10, 256, 256, 3))
+    expected = np.asarray(alex.predict_on_batch((x0, x1)))  # the whole batch in one call
+    calls = []
+    original = alex.predict_on_batch
+    monkeypatch.setattr(alex, "predict_on_batch", lambda pair: calls.append(len(pair[0])) or original(pair))
+    got = alex.distance(x0, x1, batch_size=32)
+    assert calls == [8, 2]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_identical_images_have_zero_distance(alex):

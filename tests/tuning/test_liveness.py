@@ -147,13 +147,30 @@ def _state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def _stopped(pid: int) -> bool:
+    """Whether `pid` is in the stopped state (Linux `/proc`; elsewhere a pause long enough in practice)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except FileNotFoundError:
+        time.sleep(0.2)
+        return True
+
+
 def _stop_outside_the_lock(proc, journal) -> None:
-    """SIGSTOPs `proc` while it does not hold the journal's lock (a stopped holder would block every writer)."""
+    """SIGSTOPs `proc` while it does not hold the journal's lock (a stopped holder would block every writer).
+
+    The lock is tried only once `proc` is really stopped: `kill` returns before the signal is delivered,
+    and a worker that took the lock in between, then stopped, deadlocked the test (seen in CI under load)."""
     import fcntl
 
     with open(f"{journal}.flock", "a") as lock:
         while True:
             os.kill(proc.pid, signal.SIGSTOP)
+            deadline = time.time() + 10
+            while not _stopped(proc.pid):
+                assert time.time() < deadline, f"worker {proc.pid} did not stop"
+                time.sleep(0.01)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
