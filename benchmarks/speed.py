@@ -359,6 +359,41 @@ def _spawn(spec: dict) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def cpu_description() -> tuple[str, float | None]:
+    """(`lscpu`'s model name and vector flags, the float32 peak in GFLOP/s of all cores or None).
+
+    The peak assumes two FMA units per core (16 float32 lanes with AVX-512, 8 with AVX2) at the clock
+    `/proc/cpuinfo` reports: a nominal figure, not a bound. A virtual machine reports its base clock
+    while the cores may turbo above it (on the Xeon of the README, TensorFlow's vgg row reached 116% of
+    it), and a CPU with one FMA unit or a lower AVX-512 clock has less.
+    """
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return "unknown CPU", None
+    model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in out.splitlines() if line.startswith("Flags")), [])
+    shown = [f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")]
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else None
+    mhz = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = next((float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")), None)
+    except OSError:
+        pass
+    peak = os.cpu_count() * mhz / 1000 * lanes * 2 * 2 if lanes and mhz else None  # 2 FMA units x 2 FLOP
+    return f"{model} ({os.cpu_count()} cores, {mhz or '?'} MHz; flags: {' '.join(shown) or 'none of these'})", peak
+
+
+def vgg_gflop_per_pair(size: int) -> float:
+    """Multiply-adds x 2 of the 13 VGG16 convolutions on two `size` x `size` images (pools and ReLUs left out)."""
+    widths = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512),
+              (512, 512), (512, 512), (512, 512), (512, 512), (512, 512))
+    stage_of = (0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4)
+    flop = sum(9 * cin * cout * (size >> stage) ** 2 * 2 for (cin, cout), stage in zip(widths, stage_of))
+    return 2 * flop / 1e9
+
+
 def _throughput(value: float) -> str:
     """Three significant digits at least (the vgg row is about one pair per second)."""
     return f"{value:.1f}" if value >= 100 else f"{value:.3g}"
@@ -391,6 +426,8 @@ def main(argv=None) -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     impls = ["reference", *backends]
     mode = "quick" if args.quick else "full"
+    cpu, peak = cpu_description()
+    print(f"CPU: {cpu}")
     print(f"keras_percept speed benchmark ({mode} mode): {args.threads} threads each for PyTorch "
           f"(set_num_threads/interop), TensorFlow (intra/inter-op) and XLA:CPU; OMP/MKL_NUM_THREADS="
           f"{args.threads}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}; "
@@ -429,6 +466,14 @@ def main(argv=None) -> int:
                       + f" ({time.time() - t:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
 
     _print_table(rows, impls, results, args.quick, rounds, per_round)
+    if "forward-vgg" in rows:
+        size = ROWS["forward-vgg"]["quick" if args.quick else "full"]["size"]
+        gflop = vgg_gflop_per_pair(size)
+        shares = ", ".join(f"{_label(impl)} {gflop * results[('forward-vgg', impl)]['value']:.0f} GFLOP/s"
+                           + (f" ({gflop * results[('forward-vgg', impl)]['value'] / peak:.0%})" if peak else "")
+                           for impl in impls if ("forward-vgg", impl) in results)
+        print(f"forward-vgg: {gflop:.1f} GFLOP per pair at {size} px; float32 peak "
+              + (f"{peak:.0f} GFLOP/s nominal (all cores at the reported clock, 2 FMA units)" if peak else "unknown") + f": {shares}")
     if onednn:
         print("TensorFlow oneDNN kernels: " + ", ".join(f"{impl} {'on' if on else 'off'}" for impl, on in onednn.items()))
     print(f"\ntotal {time.time() - start:.0f} s; load average at end {os.getloadavg()[0]:.1f}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from keras_percept.backbones.base import Backbone
+from keras_percept.backbones.base import Backbone, internal_data_format, to_internal, to_nhwc
 
 # (torchvision features index, filters, kernel, stride, padding); a max-pool
 # (3, stride 2) precedes the convolutions at indices 3 and 6.
@@ -34,14 +34,18 @@ class AlexNetBackbone(Backbone):
     MIN_SIZE = 31
 
     def __init__(self, **kwargs):
+        fmt = internal_data_format()
         inputs = keras.Input((None, None, 3))
-        x = inputs
+        x = to_internal(inputs, fmt, "to_channels_first")
         taps = []
         for index, filters, kernel, stride, pad in _CONVS:
             if index in _POOL_BEFORE:
-                x = layers.MaxPooling2D(3, strides=2, name=_POOL_BEFORE[index])(x)
-            x = layers.ZeroPadding2D(pad, name=f"features_{index}_pad")(x)
-            x = layers.Conv2D(filters, kernel, strides=stride, name=f"features_{index}")(x)
+                x = layers.MaxPooling2D(3, strides=2, data_format=fmt, name=_POOL_BEFORE[index])(x)
+            if stride == 1 and kernel == 2 * pad + 1:  # "same" is this symmetric padding: inside the convolution
+                x = layers.Conv2D(filters, kernel, padding="same", data_format=fmt, name=f"features_{index}")(x)
+            else:  # conv1 (11x11, stride 4, padding 2) has no "same" equivalent
+                x = layers.ZeroPadding2D(pad, data_format=fmt, name=f"features_{index}_pad")(x)
+                x = layers.Conv2D(filters, kernel, strides=stride, data_format=fmt, name=f"features_{index}")(x)
             x = layers.ReLU(name=f"features_{index + 1}")(x)
-            taps.append(x)
+            taps.append(to_nhwc(x, fmt, f"tap_{len(taps)}"))
         super().__init__(inputs=inputs, outputs=taps, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from keras_percept.backbones.base import Backbone
+from keras_percept.backbones.base import Backbone, internal_data_format, to_internal, to_nhwc
 from keras_percept.layers.pooling import L2Pooling2D
 
 # Stages of 3x3 convolutions (filters per conv); a stride-2 pool separates stages.
@@ -34,22 +34,23 @@ class VGG16Backbone(Backbone):
     def __init__(self, pooling: str = "max", **kwargs):
         if pooling not in ("max", "l2"):
             raise ValueError(f"Argument `pooling` must be one of ('max', 'l2'). Received: pooling={pooling!r}")
+        fmt = internal_data_format() if pooling == "max" else "channels_last"  # L2Pooling2D is channels-last
         inputs = keras.Input((None, None, 3))
-        x = inputs
+        x = to_internal(inputs, fmt, "to_channels_first")
         taps = []
         index = 0
         for stage, widths in enumerate(_STAGES):
             if stage:
                 if pooling == "max":
-                    x = layers.MaxPooling2D(2, strides=2, name=f"features_{index}")(x)
+                    x = layers.MaxPooling2D(2, strides=2, data_format=fmt, name=f"features_{index}")(x)
                 else:
                     x = L2Pooling2D(name=f"features_{index}")(x)
                 index += 1
             for filters in widths:
-                x = layers.Conv2D(filters, 3, padding="same", name=f"features_{index}")(x)
+                x = layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=f"features_{index}")(x)
                 x = layers.ReLU(name=f"features_{index + 1}")(x)
                 index += 2
-            taps.append(x)
+            taps.append(to_nhwc(x, fmt, f"tap_{len(taps)}"))
         super().__init__(inputs=inputs, outputs=taps, **kwargs)
         self.pooling = pooling
         if pooling == "l2":  # L2 pooling keeps ceil(H/2) rows (at least one): any size passes
