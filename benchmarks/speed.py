@@ -436,8 +436,10 @@ def main(argv=None) -> int:
     directory = tempfile.mkdtemp(prefix="kp_speed_")
     nets = sorted({ROWS[r]["net"] for r in rows if ROWS[r]["kind"] == "forward"})
     start = time.time()
-    files = _spawn({"prepare": True, "backend": "tensorflow", "threads": args.threads, "directory": directory,
-                    "nets": nets, "onnx": ONNX in backends})
+    # The ONNX export runs on TensorFlow (tf2onnx); otherwise the first backend prepares.
+    keras_backends = [b for b in backends if b != ONNX] or ["tensorflow"]
+    files = _spawn({"prepare": True, "backend": "tensorflow" if ONNX in backends else keras_backends[0],
+                    "threads": args.threads, "directory": directory, "nets": nets, "onnx": ONNX in backends})
     results: dict[tuple[str, str], dict] = {}
     per_round: dict[tuple[str, str], list[float]] = {}
     onednn: dict[str, bool] = {}

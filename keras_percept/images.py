@@ -142,10 +142,11 @@ def pair_chunks(n: int, height: int, width: int, batch_size: int, chunk_pixels: 
     """The `slice`s of `n` image pairs that `distance()` runs through the model one at a time.
 
     Batches of `batch_size` pairs, each cut further so that no call holds
-    more than `chunk_pixels` pixels per side (`None`: no cut): the trunk's
-    activations, not the batch size a caller chose, then bound the memory
-    of large images (measured on vgg at 256 px: see the README's speed
-    table). Distances do not depend on the cut.
+    more than `chunk_pixels` pixels per side (`None`: no cut), except that
+    a call holds at least one pair: the trunk's activations, not the batch
+    size a caller chose, then bound the memory of large images (measured on
+    vgg at 256 px: see the README's speed table). LPIPS and DISTS distances
+    do not depend on the cut.
 
     Example:
 

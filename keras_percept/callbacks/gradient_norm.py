@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
@@ -46,18 +48,8 @@ def global_gradient_norm(model: keras.Model, x, y) -> float:
         else:
             grads = replica_grads()
     elif backend == "jax":
-        import jax
-
-        def loss_of(values):
-            loss, _ = model.compute_loss_and_updates(
-                values, [v.value for v in model.non_trainable_variables],
-                [v.value for v in model.metrics_variables], x, y, None, training=False)
-            return loss * scale
-
-        # Jitted, though it is traced again each epoch: eager, every operation of the backward pass compiles on its
-        # own the first time in a process (measured: 5-12 s for an alex trunk on 20 triplets of 32 px, in every
-        # process of a resumed run), where tracing and compiling the whole gradient takes about 0.2 s.
-        grads = jax.jit(jax.grad(loss_of))([v.value for v in trainable])
+        grads = _jax_gradient(model)([v.value for v in trainable], [v.value for v in model.non_trainable_variables],
+                                     [v.value for v in model.metrics_variables], x, y, scale)
     elif backend == "torch":
         import torch
 
@@ -67,6 +59,27 @@ def global_gradient_norm(model: keras.Model, x, y) -> float:
         raise ValueError(f"No gradient for Keras backend {backend!r}; expected tensorflow, jax or torch.")
     squares = [np.sum(np.square(keras.ops.convert_to_numpy(g).astype(np.float64))) for g in grads if g is not None]
     return float(np.sqrt(np.sum(squares))) / scale
+
+
+_JAX_GRADIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _jax_gradient(model):
+    """`model`'s jitted gradient function `(trainable, non_trainable, metrics, x, y, scale) -> grads`, made once.
+
+    Jitted: eager, every operation of the backward pass compiles on its own the first time in a process
+    (measured: 5-12 s for an alex trunk on 20 triplets of 32 px, in every process of a resumed run). The
+    values are arguments, not constants baked into the graph, so one compilation serves every epoch.
+    """
+    if model not in _JAX_GRADIENTS:
+        import jax
+
+        def loss_of(values, non_trainable, metrics, x, y, scale):
+            loss, _ = model.compute_loss_and_updates(values, non_trainable, metrics, x, y, None, training=False)
+            return loss * scale
+
+        _JAX_GRADIENTS[model] = jax.jit(jax.grad(loss_of))
+    return _JAX_GRADIENTS[model]
 
 
 class GradientNorm(keras.callbacks.Callback):

@@ -136,6 +136,10 @@ class PerceptualLoss(keras.losses.Loss):
                 "Argument `metric` must be None, an LPIPS, DISTS or ELPIPS model or a path to a .keras file "
                 f"holding one. Received: {type(metric).__name__}"
             )
+        if self.precision is not None and not isinstance(getattr(metric, "metric", metric), LPIPS):
+            raise ValueError(f"Argument `precision` is an LPIPS option; {type(metric).__name__} "
+                             f"{'over DISTS ' if isinstance(metric, ELPIPS) else ''}has none. "
+                             f"Received: precision={self.precision!r}")
         spatial, per_layer = getattr(metric, "spatial", False), getattr(metric, "return_per_layer", False)
         if spatial or per_layer:
             raise ValueError(

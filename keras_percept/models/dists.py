@@ -135,7 +135,7 @@ class DISTS(PresetMixin, keras.Model):
                                for part in pair_chunks(len(x0), *x0.shape[1:3], batch_size)])
 
     def with_options(self, spatial: bool = False, return_per_layer: bool = False, **overrides) -> "DISTS":
-        """A twin sharing this model's weights with config `overrides` (e.g. `input_range`); `self` if unchanged.
+        """A twin with a copy of this model's weights and config `overrides` (e.g. `input_range`); `self` if unchanged.
 
         `spatial` and `return_per_layer` exist for the command line, which asks every metric for
         them: DISTS compares global statistics, so it has neither a spatial map nor per-layer terms.

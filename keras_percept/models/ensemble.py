@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_percept.images import check_image_batch_pair, checked_image_pair, pair_chunks
+from keras_percept.images import CHUNK_PIXELS, check_image_batch_pair, checked_image_pair, pair_chunks
 
 #: The six orders of the three colour channels.
 PERMUTATIONS = np.array(list(itertools.permutations(range(3))), dtype="int32")
@@ -38,9 +38,17 @@ class ELPIPS(keras.Model):
     differentiable `keras.ops`, so it serves as a loss (`PerceptualLoss(ELPIPS(...))`)
     and under attack its gradient is averaged over the transformations too, as the
     paper requires. Draws come from a `keras.random.SeedGenerator(seed)`: the same
-    seed and calls give the same distances. Each downscale factor in use costs one
-    metric call on all `samples x batch` pairs at that size (1 + 1/4 + 1/16 ... of one
-    full-size call), with the factor chosen per pair.
+    seed, the same calls and the same batching give the same distances; a loaded
+    `.keras` file starts again from the seed (Keras saves no generator state). Each
+    downscale factor in use costs one metric call on all `samples x batch` pairs at
+    that size (1 + 1/4 + 1/16 ... of one full-size call), with the factor chosen per
+    pair.
+
+    Limits: the image size must be known when the graph is built (`distance()` takes
+    care of it; under TensorFlow, `fit` or `predict` on batches whose size varies
+    between calls is refused with an error). Inside a `Loss` on the JAX backend, Keras
+    computes the loss statelessly and drops the generator's new state, so every
+    training step draws the same transformations (TensorFlow and torch draw new ones).
 
     Args:
         metric: the metric to ensemble: an `LPIPS` (`spatial=False`, `return_per_layer=False`) or `DISTS`.
@@ -95,6 +103,8 @@ class ELPIPS(keras.Model):
         self.flips, self.transpose, self.permute_channels = bool(flips), bool(transpose), bool(permute_channels)
         self.colour_scale = colour_scale
         self.seed_generator = keras.random.SeedGenerator(self.seed)
+        # TensorFlow: one tf.function per image size (`_predict`); set past Keras's attribute tracking.
+        object.__setattr__(self, "_graphs", {})
         self.built = True
 
     @property
@@ -127,7 +137,14 @@ class ELPIPS(keras.Model):
                                keras.backend.standardize_dtype(x1.dtype), min_size=self.metric.backbone.MIN_SIZE,
                                net=self.net)
         batch = ops.shape(x0)[0]
-        height, width = int(x0.shape[1]), int(x0.shape[2])
+        height, width = x0.shape[1], x0.shape[2]
+        if height is None or width is None:
+            raise ValueError(
+                f"{self.net} needs the image size when its graph is built (its offset and downscale ranges "
+                f"depend on it). Received: images of shape {tuple(x0.shape)}. Use `distance()`, or call it with "
+                "fixed-size batches (TensorFlow's `fit`/`predict` loosen sizes that vary between calls)."
+            )
+        height, width = int(height), int(width)
         n = self.samples * batch
         pair = ops.concatenate([ops.tile(x0, (self.samples, 1, 1, 1)), ops.tile(x1, (self.samples, 1, 1, 1))],
                                axis=-1)  # both images of a pair in one tensor: every step below treats them alike
@@ -194,12 +211,26 @@ class ELPIPS(keras.Model):
         array([0.204], dtype=float32)
         """
         x0, x1 = checked_image_pair(x0, x1, self.input_range, min_size=self.metric.backbone.MIN_SIZE, net=self.net)
-        step = max(1, batch_size // self.samples)  # each call holds samples x its pairs
-        return np.concatenate([np.asarray(self.predict_on_batch((x0[part], x1[part])))
-                               for part in pair_chunks(len(x0), *x0.shape[1:3], step)])
+        # Each call holds `samples` transformed copies of its pairs: the pair and pixel budgets are divided by it.
+        step = max(1, batch_size // self.samples)
+        parts = pair_chunks(len(x0), *x0.shape[1:3], step, chunk_pixels=max(1, CHUNK_PIXELS // self.samples))
+        return np.concatenate([np.asarray(self._predict(x0[part], x1[part])) for part in parts])
+
+    def _predict(self, x0, x1):
+        """One batch without gradients. On TensorFlow through a `tf.function` per image size: Keras's own
+        `predict_on_batch` loosens a size that changed between calls to `None`, which `call` cannot use."""
+        if keras.backend.backend() != "tensorflow":
+            return self.predict_on_batch((x0, x1))
+        import tensorflow as tf
+
+        key = x0.shape[1:3]
+        if key not in self._graphs:
+            spec = tf.TensorSpec((None, *x0.shape[1:]), tf.float32)
+            self._graphs[key] = tf.function(lambda a, b: self((a, b), training=False), input_signature=[spec, spec])
+        return self._graphs[key](x0, x1)
 
     def with_options(self, **overrides) -> "ELPIPS":
-        """The same ensemble over `metric.with_options(**overrides)` (sharing its weights); `self` if unchanged.
+        """The same ensemble over `metric.with_options(**overrides)` (a copy of its weights); `self` if unchanged.
 
         Example:
 

@@ -148,13 +148,23 @@ def _state(pid: int) -> str:
 
 
 def _stopped(pid: int) -> bool:
-    """Whether `pid` is in the stopped state (Linux `/proc`; elsewhere a pause long enough in practice)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
-    except FileNotFoundError:
+    """Whether every thread of `pid` is stopped (Linux `/proc`; elsewhere a pause long enough in practice).
+
+    Every thread: Optuna's heartbeat thread writes to the journal too, and may still take the lock after
+    the main thread shows as stopped."""
+    tasks = f"/proc/{pid}/task"
+    if not os.path.isdir(tasks):
         time.sleep(0.2)
         return True
+    states = []
+    for tid in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+    assert "Z" not in states, f"worker {pid} exited instead of stopping"
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def _stop_outside_the_lock(proc, journal) -> None:
