@@ -474,8 +474,8 @@ def main(argv=None) -> int:
         shares = ", ".join(f"{_label(impl)} {gflop * results[('forward-vgg', impl)]['value']:.0f} GFLOP/s"
                            + (f" ({gflop * results[('forward-vgg', impl)]['value'] / peak:.0%})" if peak else "")
                            for impl in impls if ("forward-vgg", impl) in results)
-        print(f"forward-vgg: {gflop:.1f} GFLOP per pair at {size} px; float32 peak "
-              + (f"{peak:.0f} GFLOP/s nominal (all cores at the reported clock, 2 FMA units)" if peak else "unknown") + f": {shares}")
+        nominal = f"{peak:.0f} GFLOP/s nominal (all cores at the reported clock, 2 FMA units)" if peak else "unknown"
+        print(f"forward-vgg: {gflop:.1f} GFLOP per pair at {size} px; float32 peak {nominal}: {shares}")
     if onednn:
         print("TensorFlow oneDNN kernels: " + ", ".join(f"{impl} {'on' if on else 'off'}" for impl, on in onednn.items()))
     print(f"\ntotal {time.time() - start:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
