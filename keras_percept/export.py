@@ -83,7 +83,8 @@ def export_saved_model(
     model, image_shape = _checked(model, image_shape)
     path = os.fspath(path)
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
-        raise FileExistsError(f"Export path {path!r} exists and is not empty; pass overwrite=True to replace it.")
+        raise FileExistsError(f"Export path {path!r} exists and is not empty; pass overwrite=True "
+                              "(--overwrite on the command line) to replace it.")
 
     archive, _ = _archive(model, image_shape)
     with atomic_path(path) as tmp:
@@ -143,7 +144,8 @@ def export_onnx(
     if os.path.isdir(path):
         raise IsADirectoryError(f"ONNX export path {path!r} is a folder; give a file name such as 'metric.onnx'.")
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"Export path {path!r} exists; pass overwrite=True to replace it.")
+        raise FileExistsError(f"Export path {path!r} exists; pass overwrite=True (--overwrite on the command line) "
+                              "to replace it.")
 
     _, (function, signature) = _archive(model, image_shape)
     with atomic_path(path) as tmp:
