@@ -101,6 +101,15 @@ def test_served_distances_match_keras_for_any_image_size(tmp_path, photos, net):
         assert np.all(expected > 0)
 
 
+def _assert_per_layer_outputs_match(served: dict, model, x0, x1):
+    """A served `distance` and `layer_k` equal the Keras metric's within 1e-5; returns the Keras total."""
+    total, terms = model.predict_on_batch((x0, x1))
+    np.testing.assert_allclose(np.asarray(served["distance"]), np.asarray(total), rtol=0, atol=1e-5)
+    for k, term in enumerate(terms):
+        np.testing.assert_allclose(np.asarray(served[f"layer_{k}"]), np.asarray(term), rtol=0, atol=1e-5)
+    return total
+
+
 @pytest.mark.slow
 def test_fixed_size_spatial_and_per_layer_outputs(tmp_path, photos):
     model = _metric(seed=2, net="alex", spatial=True, return_per_layer=True, input_range="[0,1]")
@@ -110,10 +119,7 @@ def test_fixed_size_spatial_and_per_layer_outputs(tmp_path, photos):
     served = _serve(out, {"pairs": (x0, x1)}, tmp_path)
     assert served["inputs"]["x0"] == [[None, 64, 64, 3], "float32"]
     assert served["outputs"] == ["distance", *(f"layer_{k}" for k in range(5))]
-    total, terms = model.predict_on_batch((x0, x1))
-    np.testing.assert_allclose(np.asarray(served["pairs"]["distance"]), np.asarray(total), rtol=0, atol=1e-5)
-    for k, term in enumerate(terms):
-        np.testing.assert_allclose(np.asarray(served["pairs"][f"layer_{k}"]), np.asarray(term), rtol=0, atol=1e-5)
+    total = _assert_per_layer_outputs_match(served["pairs"], model, x0, x1)
     assert np.asarray(total).shape == (4, 64, 64, 1)
 
 
@@ -229,10 +235,7 @@ def test_onnx_fixed_size_spatial_and_per_layer_outputs_and_cli(tmp_path, photos,
     served = _serve_onnx(path, {"pairs": (x0, x1)}, tmp_path)
     assert served["inputs"]["x0"] == [[None, 64, 64, 3], "tensor(float)"]
     assert served["outputs"] == ["distance", *(f"layer_{k}" for k in range(5))]
-    total, terms = model.predict_on_batch((x0, x1))
-    np.testing.assert_allclose(np.asarray(served["pairs"]["distance"]), np.asarray(total), rtol=0, atol=1e-5)
-    for k, term in enumerate(terms):
-        np.testing.assert_allclose(np.asarray(served["pairs"][f"layer_{k}"]), np.asarray(term), rtol=0, atol=1e-5)
+    total = _assert_per_layer_outputs_match(served["pairs"], model, x0, x1)
     before = path.read_bytes()
     assert cli_main(["export", keras_path, str(path), "--format", "onnx"]) == 2  # refuses to overwrite
     assert "exists; pass overwrite=True" in capsys.readouterr().err
