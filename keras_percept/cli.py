@@ -27,9 +27,10 @@ import os
 import sys
 from typing import Sequence
 
+from keras_percept.backbones import TRUNKS
 from keras_percept.distance import DEFAULT_BATCH_SIZE, DEFAULT_NET
 
-NETS = ("effnet-lite0", "alex", "vgg", "squeeze")
+NETS = ("effnet-lite0", *(net for net in TRUNKS if net != "effnet-lite0"))
 METRIC_NETS = (*NETS, "dists")  # `distance --net`: the LPIPS trunks, and the published DISTS
 
 
@@ -140,7 +141,8 @@ def _add_convert(sub) -> None:
     p.add_argument("--net", required=True, choices=NETS)
     p.add_argument("--version", default="0.1", choices=("0.1", "0.0"))
     p.add_argument("--trunk-weights", default="imagenet",
-                   help="'imagenet' (download torchvision's / the shipped EfficientNet), a .pth path, or 'none'")
+                   help="'imagenet' (download torchvision's / the shipped EfficientNet), 'published' "
+                        "(alex-st / vgg-st: the stlpips-pytorch file), a .pth path, or 'none'")
     p.add_argument("--lin-weights", default="official", help="'official', a .pth path, or 'none'")
     p.add_argument("--baseline", action="store_true", help="no linear layers (lpips=False)")
     p.add_argument("-o", "--output", required=True, help="output .keras file")

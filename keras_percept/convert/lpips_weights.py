@@ -5,7 +5,8 @@ Accepted trunk layouts:
 
 - torchvision: `features.N.weight` (what `torchvision.models.alexnet().state_dict()`
   holds; classifier keys are ignored only when `ignore_classifier=True`);
-- the reference `lpips.LPIPS` module: `net.sliceK.N.weight` plus `linK.model.*`.
+- the reference `lpips.LPIPS` module: `net.sliceK.N.weight` plus `linK.model.*`;
+- ST-LPIPS (`stlpips-pytorch`): the same, with the blur filters `net.sliceK.N.filt` (checked).
 """
 
 from __future__ import annotations
@@ -23,25 +24,32 @@ _LINS_ALIAS = re.compile(r"^lins\.(\d+)\.(.+)$")
 
 
 @functools.lru_cache(maxsize=None)
-def _trunk_convs(net: str) -> tuple[tuple[str, str, tuple[int, int, int, int]], ...]:
-    """(torch prefix, keras layer, torch weight shape) for every conv of the trunk, read from a built backbone.
+def _trunk_layers(net: str) -> tuple[tuple[str, str, tuple[int, ...], np.ndarray | None], ...]:
+    """(torch prefix, keras layer, torch shape, fixed value) for every conv and blur of the trunk, from a built backbone.
 
     Layer `features_4_expand1x1` holds torchvision's `features.4.expand1x1`; a Keras kernel is
-    `(k, k, in, out)`. Only the torchvision-layout trunks (the nets with ImageNet checkpoints) qualify.
+    `(k, k, in, out)`. A `BlurPool2D` named `blur_N` stands for the constant filter buffer
+    `features.N.filt` of the ST-LPIPS trunks (its value is checked, not loaded). Only trunks with
+    published PyTorch weights (torchvision or `stlpips-pytorch`) qualify.
     """
     import keras
 
-    from keras_percept.backbones import get_backbone
-    from keras_percept.models.presets import TORCHVISION_WEIGHTS
+    from keras_percept.backbones import TRUNKS, get_backbone
+    from keras_percept.layers.pooling import BlurPool2D
 
-    if net not in TORCHVISION_WEIGHTS:
-        raise ValueError(f"Argument `net` must be one of {tuple(TORCHVISION_WEIGHTS)}. Received: net={net!r}")
-    convs = []
+    convertible = tuple(n for n, trunk in TRUNKS.items() if trunk.imagenet_url or trunk.published)
+    if net not in convertible:
+        raise ValueError(f"Argument `net` must be one of {convertible}. Received: net={net!r}")
+    found = []
     for layer in get_backbone(net).layers:
         if isinstance(layer, keras.layers.Conv2D):
             height, width, in_ch, out_ch = layer.kernel.shape
-            convs.append((layer.name.replace("_", "."), layer.name, (out_ch, in_ch, height, width)))
-    return tuple(convs)
+            found.append((layer.name.replace("_", "."), layer.name, (out_ch, in_ch, height, width), None))
+        elif isinstance(layer, BlurPool2D):
+            channels = layer.input.shape[1 if layer.data_format == "channels_first" else -1]
+            buffer = np.tile(layer.filter[None, None], (channels, 1, 1, 1))
+            found.append((f"features.{layer.name.split('_')[1]}", layer.name, buffer.shape, buffer))
+    return tuple(found)
 
 
 def normalize_trunk_keys(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -91,10 +99,11 @@ def trunk_layer_weights(
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     reader = StrictStateDict(state, source=source)
     weights = {}
-    for prefix, layer, shape in _trunk_convs(net):
-        w = reader.take(f"{prefix}.weight", shape)
-        b = reader.take(f"{prefix}.bias", shape[:1])
-        weights[layer] = [conv_kernel(w), b]
+    for prefix, layer, shape, fixed in _trunk_layers(net):
+        if fixed is None:
+            weights[layer] = [conv_kernel(reader.take(f"{prefix}.weight", shape)), reader.take(f"{prefix}.bias", shape[:1])]
+        elif f"{prefix}.filt" in reader and not np.allclose(reader.take(f"{prefix}.filt", shape), fixed, atol=1e-7):
+            raise ValueError(f"{prefix}.filt in {source} is not the binomial blur filter of `{layer}`.")
     reader.finish()
     return weights
 

@@ -21,7 +21,7 @@ from keras_percept.experiment.config import (
     parse_override,
     read_yaml,
 )
-from keras_percept.training.config import NETS, OPTIMIZERS, SCHEDULES, STRATEGIES, OptimConfig
+from keras_percept.training.config import NETS, OPTIMIZERS, SCHEDULES, STRATEGIES, OptimConfig, check_trunk_weights
 
 #: `loss_type` → the `keras_percept.losses` registry name.
 LOSS_TYPES: dict[str, str] = {
@@ -166,7 +166,7 @@ class IQAConfig:
         check_choice("model.mode", m.mode, MODES)
         check_choice("model.pooling", m.pooling, POOLINGS)
         check_choice("model.fusion", m.fusion, FUSIONS)
-        check_choice("model.trunk_weights", m.trunk_weights, ("imagenet", None))
+        check_trunk_weights(m.net, m.trunk_weights)
         check_choice("data.layout", d.layout, LAYOUTS)
         check_choice("optim.optimizer", o.optimizer, OPTIMIZERS)
         check_choice("optim.schedule", o.schedule, SCHEDULES)

@@ -148,12 +148,12 @@ def build_iqa_model(config: IQAConfig, *, trunk_memo: dict | None = None):
     model = IQAModel(net=m.net, mode=m.mode, taps=m.taps, pooling=m.pooling, fusion=m.fusion,
                      fusion_dim=m.fusion_dim, hidden=m.hidden, dropout=m.dropout, drop_path=m.drop_path,
                      trunk_trainable=m.trunk_trainable, seed=config.seed, name="iqa")
-    if m.trunk_weights == "imagenet":
-        key = ("trunk", m.net)
+    if m.trunk_weights is not None:
+        key = ("trunk", m.net, m.trunk_weights)
         if trunk_memo is not None and key in trunk_memo:
             model.backbone.set_weights(trunk_memo[key][0])
         else:
-            load_pretrained_trunk(model)  # uses only `.net` and `.backbone`
+            load_pretrained_trunk(model, m.trunk_weights)  # uses only `.net` and `.backbone`
             if trunk_memo is not None:
                 trunk_memo[key] = (model.backbone.get_weights(), _fingerprint(model.backbone.weights))
     return model
@@ -346,7 +346,7 @@ def _extract(extractor, dataset) -> tuple[np.ndarray, np.ndarray]:
 def _feature_key(config: IQAConfig, model, memo: dict) -> str:
     """What the cached features depend on: trunk weights, pooling/taps/mode, data and patch settings, seed."""
     m, d = config.model, config.data
-    pretrained = memo.get(("trunk", m.net)) if m.trunk_weights == "imagenet" else None
+    pretrained = memo.get(("trunk", m.net, m.trunk_weights)) if m.trunk_weights is not None else None
     trunk = pretrained[1] if pretrained is not None else _fingerprint(model.backbone.weights)
     return repr((trunk, m.net, m.mode, m.taps, m.pooling, d.dataset, d.image_dir, d.layout, d.mos_column, d.n_train,
                  d.n_test, d.test_fraction, d.val_fraction, d.patch_size, d.train_patch_num, d.test_patch_num,

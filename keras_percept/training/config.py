@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from keras_percept.backbones import TRUNKS
 from keras_percept.experiment.config import (
     check_choice,
     check_positive_int,
@@ -23,7 +24,7 @@ from keras_percept.experiment.config import (
 )
 
 PARADIGMS = ("lin", "tune", "scratch")
-NETS = ("alex", "vgg", "squeeze", "effnet-lite0")
+NETS = tuple(TRUNKS)
 COMPARISONS = ("dist2logit", "difference", "log_ratio")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("reference", "constant", "cosine", "step", "linear", "exponential", "cosine_restarts")
@@ -34,12 +35,21 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LIN_SOLVERS = ("fit", "lbfgs")
 
 
+def check_trunk_weights(net: str, trunk_weights: str | None) -> None:
+    """`model.trunk_weights` must be None or a source `net` has (`Trunk.trunk_sources`)."""
+    allowed = (*TRUNKS[net].trunk_sources, None)
+    if trunk_weights not in allowed:
+        raise ValueError(f"Argument `model.trunk_weights` must be one of {list(allowed)} for model.net={net!r}. "
+                         f"Received: model.trunk_weights={trunk_weights!r}")
+
+
 @dataclass
 class ModelConfig:
     """The metric being trained.
 
     `trunk_weights`: "imagenet" (pretrained; the shipped EfficientNet-Lite0 for
-    effnet-lite0) or None (random, the `scratch` paradigm). `dropout` is the
+    effnet-lite0), "published" (the ST-LPIPS trunk of `alex-st` / `vgg-st`)
+    or None (random, the `scratch` paradigm). `dropout` is the
     rate before each linear layer (the reference trains with 0.5).
     """
 
@@ -143,7 +153,7 @@ class TrainConfig:
         check_choice("model.net", self.model.net, NETS)
         check_choice("model.version", str(self.model.version), ("0.1", "0.0"))
         check_choice("model.comparison", self.model.comparison, COMPARISONS)
-        check_choice("model.trunk_weights", self.model.trunk_weights, ("imagenet", None))
+        check_trunk_weights(self.model.net, self.model.trunk_weights)
         check_choice("optim.optimizer", self.optim.optimizer, OPTIMIZERS)
         check_choice("optim.schedule", self.optim.schedule, SCHEDULES)
         check_choice("nonneg", self.nonneg, NONNEG)
@@ -223,7 +233,8 @@ class TrainConfig:
         if self.paradigm == "scratch" and self.model.trunk_weights is not None:
             raise ValueError("Paradigm 'scratch' trains from random init: set model.trunk_weights: null.")
         if self.paradigm in ("lin", "tune") and self.model.trunk_weights is None:
-            raise ValueError(f"Paradigm {self.paradigm!r} needs a pretrained trunk: model.trunk_weights: imagenet.")
+            raise ValueError(f"Paradigm {self.paradigm!r} needs a pretrained trunk: model.trunk_weights one of "
+                             f"{TRUNKS[self.model.net].trunk_sources}. Received: model.trunk_weights=None")
         return self
 
     def uses_feature_cache(self) -> bool:

@@ -6,21 +6,27 @@ from keras_percept.models.lpips import LPIPS
 from keras_percept.models.twoafc import TwoAFCModel
 
 
-def load_pretrained_trunk(metric: LPIPS) -> None:
-    """Loads ImageNet weights into `metric.backbone` (offline for effnet-lite0; downloads for the others)."""
+def load_pretrained_trunk(metric: LPIPS, source: str = "imagenet") -> None:
+    """Loads `source` weights into `metric.backbone`: "imagenet" or "published" (an ST-LPIPS trunk).
+
+    ImageNet: offline for effnet-lite0 (the shipped package), downloaded for the others.
+    """
     from keras_percept.convert import (
         assign_layer_weights,
         load_efficientnet_lite0_weights,
         load_pth,
+        published_metric_path,
+        split_lpips_state_dict,
         torchvision_trunk_path,
         trunk_layer_weights,
     )
 
     if metric.net == "effnet-lite0":
         load_efficientnet_lite0_weights(metric.backbone)
-    else:
-        path = torchvision_trunk_path(metric.net)
-        assign_layer_weights(metric.backbone, trunk_layer_weights(load_pth(path), metric.net, source=path))
+        return
+    path = (published_metric_path if source == "published" else torchvision_trunk_path)(metric.net)
+    state = split_lpips_state_dict(load_pth(path))[0] if source == "published" else load_pth(path)
+    assign_layer_weights(metric.backbone, trunk_layer_weights(state, metric.net, source=path))
 
 
 def build_comparison(model_config):
@@ -50,8 +56,8 @@ def build_twoafc_model(config) -> TwoAFCModel:
         trunk_trainable=config.paradigm != "lin",
         name="metric",
     )
-    if m.trunk_weights == "imagenet":
-        load_pretrained_trunk(metric)
+    if m.trunk_weights is not None:
+        load_pretrained_trunk(metric, m.trunk_weights)
     randomize_linear_weights(metric, config.seed)
     apply_regularization(metric, config)
     return TwoAFCModel(metric, build_comparison(m), name="twoafc")
