@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_percept.adversarial import PGD
 from keras_percept.models.lpips import LPIPS
 
 
@@ -18,10 +19,18 @@ class TwoAFCModel(keras.Model):
     concatenated. The trained metric itself is `model.metric` — save that for
     deployment.
 
+    With `adversarial` (R-LPIPS), every training batch is first attacked: its
+    `target` image moves by PGD, in inference mode, to raise the binary
+    cross-entropy of the comparison logit against h (`keras_percept.adversarial`);
+    the step then trains on the attacked batch. Evaluation and prediction see
+    clean images.
+
     Args:
         metric: a non-spatial `LPIPS` (or its serialized config).
         comparison: a comparison layer mapping `(d0, d1)` to logits (see
             `keras_percept.models.comparison`), or its serialized config.
+        adversarial: `PGD` arguments (`epsilon`, `steps`, `norm`, `step_size`,
+            `target`) for adversarial training, or `None`. Defaults to `None`.
 
     Example:
 
@@ -32,8 +41,10 @@ class TwoAFCModel(keras.Model):
     (2, 3)
     """
 
-    def __init__(self, metric, comparison, **kwargs):
+    def __init__(self, metric, comparison, adversarial: dict | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.adversarial = dict(adversarial) if adversarial else None
+        self.attack = PGD(**self.adversarial) if self.adversarial else None
         if isinstance(metric, dict):
             metric = keras.saving.deserialize_keras_object(metric)
         if isinstance(comparison, dict):
@@ -70,10 +81,31 @@ class TwoAFCModel(keras.Model):
         logits = self.comparison(d0, d1)
         return ops.stack([d0, d1, ops.reshape(logits, ops.shape(d0))], axis=-1)
 
+    def train_step(self, *args):
+        """Keras's step; with `adversarial`, on the PGD-attacked batch (JAX passes `(state, data)`)."""
+        if self.attack is None:
+            return super().train_step(*args)
+        if keras.backend.backend() == "jax":
+            state, data = args
+            mapping = [*zip(self.trainable_variables, state[0]), *zip(self.non_trainable_variables, state[1])]
+            return super().train_step(state, self._attacked(data, state_mapping=mapping))
+        return super().train_step(self._attacked(args[0]))
+
+    def _attacked(self, data, **gradient_kwargs):
+        x, y = data[0], data[1]
+        h = ops.reshape(ops.cast(y, "float32"), (-1,))
+
+        def loss_of(ref, p0, p1):
+            logits = self((ref, p0, p1), training=False)[:, 2]
+            return ops.mean(ops.binary_crossentropy(h, logits, from_logits=True))
+
+        return (self.attack.perturb(tuple(x), loss_of, **gradient_kwargs), *data[1:])
+
     def get_config(self) -> dict:
         return {
             "name": self.name,
             "trainable": self.trainable,
             "metric": keras.saving.serialize_keras_object(self.metric),
             "comparison": keras.saving.serialize_keras_object(self.comparison),
+            "adversarial": self.adversarial,
         }

@@ -76,6 +76,15 @@ def add_evaluate(sub) -> None:
     p.add_argument("--against", default="l2",
                    help="paired comparison (bootstrap 95%% CI + permutation test) against l2, ssim, psnr or a .keras")
     p.add_argument("--batch-size", type=optional_number(int, "--batch-size"), default=50)
+    p.add_argument("--shift", default="none",
+                   help="robustness: the ST-LPIPS shift test at these pixel shifts of the reference, e.g. 1,2,3 "
+                        "(flip rate and 2AFC of every distance); 'none' (default) skips it")
+    p.add_argument("--pgd-epsilon", type=optional_number(float, "--pgd-epsilon"), default=None,
+                   help="robustness: 2AFC of the metric (and L2) under a PGD attack of this radius in the [-1, 1] "
+                        "range (0.0314 = 4/255 of [0, 1]); 'none' (default) skips it")
+    p.add_argument("--pgd-steps", type=optional_number(int, "--pgd-steps"), default=10)
+    p.add_argument("--pgd-norm", default="linf", choices=("linf", "l2"))
+    p.add_argument("--pgd-target", default="ref", choices=("ref", "p0", "p1"), help="the image the attack moves")
     p.add_argument("--track", action="store_true", help="log the results to MLflow (on by default under mlflow run)")
     p.set_defaults(func=run_evaluate)
 
@@ -84,7 +93,7 @@ def run_evaluate(args) -> None:
     import keras
 
     import keras_percept  # noqa: F401  (registers the layers for load_model)
-    from keras_percept.data import load_2afc_by_category
+    from keras_percept.data import load_2afc, load_2afc_by_category
     from keras_percept.metrics.comparison import compare_paired
     from keras_percept.training.evaluation import (
         classical_distances,
@@ -117,8 +126,35 @@ def run_evaluate(args) -> None:
         print("JND mAP per category (%):")
         print(format_table(jnd))
     print(comparison.describe("lpips", args.against))
+    robustness = _robustness(args, metric, fns, load_2afc(root, "val", batch_size=args.batch_size))
     if args.track or os.environ.get("MLFLOW_RUN_ID"):
-        _log_evaluation(args, table, jnd, comparison)
+        _log_evaluation(args, table, jnd, comparison, robustness)
+
+
+def _robustness(args, metric, fns, val) -> dict[str, dict[str, float]]:
+    """The shift test and the PGD score the arguments ask for, printed; `{distance: {figure: value}}`."""
+    from keras_percept.adversarial import PGD
+    from keras_percept.robustness import l2_distance_ops, metric_distance, pgd_2afc, shift_test
+    from keras_percept.training.evaluation import format_table
+
+    table: dict[str, dict[str, float]] = {}
+    if args.shift.lower() != "none":
+        try:
+            shifts = tuple(int(s) for s in args.shift.split(","))
+        except ValueError:
+            raise ValueError(f"--shift must be pixel counts such as 1,2,3 or 'none'. Received: {args.shift!r}") from None
+        table = shift_test(fns, val, shifts)
+        print("shift test (reference shifted right; flip = the order of d0 and d1 changes) (%):")
+        print(format_table({name: {k: v for k, v in row.items() if k.startswith("flip")} for name, row in table.items()}))
+    if args.pgd_epsilon is not None:
+        attack = PGD(args.pgd_epsilon, steps=args.pgd_steps, norm=args.pgd_norm, target=args.pgd_target)
+        for name, distance, variables in (("lpips", metric_distance(metric), metric.variables),
+                                          ("l2", l2_distance_ops, ())):
+            table.setdefault(name, {}).update(
+                {k: v for k, v in pgd_2afc(distance, val, attack, variables=variables).items() if k != "attacked"})
+        print(f"2AFC (%) clean and under {attack.describe()}:")
+        print(format_table({n: {"2afc": r["2afc"], "2afc_pgd": r["2afc_pgd"]} for n, r in table.items() if "2afc_pgd" in r}))
+    return table
 
 
 def _evaluation_root(dataset: str) -> str:
@@ -131,14 +167,18 @@ def _evaluation_root(dataset: str) -> str:
     return dataset
 
 
-def _log_evaluation(args, table, jnd, comparison) -> None:
+def _log_evaluation(args, table, jnd, comparison, robustness) -> None:
     from keras_percept.training.evaluation import format_table, jnd_metrics, twoafc_metrics
     from keras_percept.experiment.tracking import DEFAULT_TRACKING_URI, import_mlflow
 
     mlflow = import_mlflow()
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
     with mlflow.start_run(run_name="evaluate"):
-        mlflow.log_params({"model": args.model, "dataset": args.dataset, "against": args.against})
+        mlflow.log_params({"model": args.model, "dataset": args.dataset, "against": args.against,
+                           "shift": args.shift, "pgd_epsilon": args.pgd_epsilon, "pgd_steps": args.pgd_steps,
+                           "pgd_norm": args.pgd_norm, "pgd_target": args.pgd_target})
+        mlflow.log_metrics({f"robust_{name}_{figure}": value for name, row in robustness.items()
+                            for figure, value in row.items()})
         mlflow.log_metrics(twoafc_metrics(table, "test"))
         mlflow.log_metrics(jnd_metrics(jnd))
         mlflow.log_metrics({"diff_vs_against": comparison.difference, "diff_ci_low": comparison.ci_difference[0],

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from keras_percept.adversarial import PGD
 from keras_percept.backbones import TRUNKS
 from keras_percept.experiment.config import (
     check_choice,
@@ -120,6 +121,27 @@ class OptimConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    """Adversarial training (R-LPIPS): each batch attacked by PGD before the step (`keras_percept.adversarial`).
+
+    `norm: null` trains on clean images. `epsilon` is in the [-1, 1] image range
+    (0.0627 = 8/255 of a [0, 1] image); `step_size: null` is 2.5 epsilon / steps;
+    `target` is the image moved: ref, p0 or p1. The trunk must see the attacked
+    images, so the feature cache is off.
+    """
+
+    norm: str | None = None
+    epsilon: float = 0.0627
+    steps: int = 3
+    step_size: float | None = None
+    target: str = "ref"
+
+    def pgd_arguments(self) -> dict | None:
+        """`PGD` keyword arguments, or None when off."""
+        return None if self.norm is None else dataclasses.asdict(self)
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs; `paradigm` selects lin / tune / scratch defaults."""
 
@@ -127,6 +149,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     loss: str = "bce"
     nonneg: str = "projection"
     nonneg_strength: float | None = None
@@ -158,6 +181,14 @@ class TrainConfig:
         check_choice("optim.schedule", self.optim.schedule, SCHEDULES)
         check_choice("nonneg", self.nonneg, NONNEG)
         check_choice("strategy", self.strategy, STRATEGIES)
+        if self.adversarial.norm is not None:
+            try:
+                PGD(**self.adversarial.pgd_arguments())
+            except ValueError as err:
+                raise ValueError(f"In `adversarial`: {err}") from None
+            if self.feature_cache is True:
+                raise ValueError("`feature_cache: true` cannot train adversarially: the trunk must see the attacked "
+                                 f"images. Received: adversarial.norm={self.adversarial.norm!r}")
         check_choice("feature_cache", self.feature_cache, FEATURE_CACHE)
         check_choice("lin_solver", self.lin_solver, LIN_SOLVERS)
         check_choice("precision", self.precision, PRECISIONS)
@@ -241,7 +272,8 @@ class TrainConfig:
         """True when `lin` training runs from cached per-channel feature means (see `training.feature_cache`)."""
         d = self.data
         augmented = d.crop_size is not None or d.flip_left_right or d.flip_up_down or d.mixup_alpha > 0
-        return self.feature_cache is not False and self.paradigm == "lin" and not augmented
+        return (self.feature_cache is not False and self.paradigm == "lin" and not augmented
+                and self.adversarial.norm is None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,10 +291,11 @@ def from_dict(values: Mapping) -> TrainConfig:
     """Builds and validates a `TrainConfig` from nested plain data (unknown keys are errors)."""
     merged = merge_config(dataclasses.asdict(TrainConfig()), values)
     config = TrainConfig(
-        **{k: v for k, v in merged.items() if k not in ("model", "data", "optim")},
+        **{k: v for k, v in merged.items() if k not in ("model", "data", "optim", "adversarial")},
         model=ModelConfig(**merged["model"]),
         data=DataConfig(**merged["data"]),
         optim=OptimConfig(**merged["optim"]),
+        adversarial=AdversarialConfig(**merged["adversarial"]),
     )
     return config.validate()
 

@@ -60,7 +60,7 @@ def build_twoafc_model(config) -> TwoAFCModel:
         load_pretrained_trunk(metric, m.trunk_weights)
     randomize_linear_weights(metric, config.seed)
     apply_regularization(metric, config)
-    return TwoAFCModel(metric, build_comparison(m), name="twoafc")
+    return TwoAFCModel(metric, build_comparison(m), adversarial=config.adversarial.pgd_arguments(), name="twoafc")
 
 
 def randomize_linear_weights(metric: LPIPS, seed: int) -> None:

@@ -71,10 +71,26 @@ def test_lin_yaml_documents_every_key_with_its_default():
     (["optim.trunk_lr_factor=0"], r"`optim.trunk_lr_factor` must be a number > 0 \(use paradigm 'lin' for a frozen"),
     (["optim.gradient_accumulation_steps=1"], r"`optim.gradient_accumulation_steps` must be an integer >= 2 or null"),
     (["nonneg=soft"], r"`nonneg` must be one of \['projection', 'penalty', 'barrier'\]. Received: 'soft'"),
+    (["adversarial.norm=l1"], r"In `adversarial`: Argument `norm` must be one of \('linf', 'l2'\). Received: norm='l1'"),
+    (["adversarial.norm=linf", "adversarial.epsilon=0"], r"In `adversarial`: Argument `epsilon` must be > 0"),
+    (["adversarial.norm=linf", "feature_cache=true"], r"`feature_cache: true` cannot train adversarially"),
+    (["model.net=alex-st"], r"`model.trunk_weights` must be one of \['published', None\] for model.net='alex-st'"),
 ])
 def test_invalid_config_values_are_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_config(paradigm="lin", overrides=overrides)
+
+
+def test_adversarial_training_turns_the_feature_cache_off_and_reaches_the_model():
+    from keras_percept.training.model_builder import build_twoafc_model
+
+    config = load_config(overrides=["adversarial.norm=l2", "adversarial.epsilon=2.0", "adversarial.target=p1",
+                                    "model.net=alex", "model.trunk_weights=null", "paradigm=scratch"])
+    assert not config.uses_feature_cache() and load_config(paradigm="lin").uses_feature_cache()
+    model = build_twoafc_model(config)
+    assert (model.attack.norm, model.attack.epsilon, model.attack.target, model.attack.steps) == ("l2", 2.0, "p1", 3)
+    assert build_twoafc_model(load_config(overrides=["model.net=alex", "model.trunk_weights=null",
+                                                     "paradigm=scratch"])).attack is None
 
 
 def test_exponent_floats_parse_as_numbers():
