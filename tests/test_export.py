@@ -235,7 +235,7 @@ def test_onnx_fixed_size_spatial_and_per_layer_outputs_and_cli(tmp_path, photos,
     served = _serve_onnx(path, {"pairs": (x0, x1)}, tmp_path)
     assert served["inputs"]["x0"] == [[None, 64, 64, 3], "tensor(float)"]
     assert served["outputs"] == ["distance", *(f"layer_{k}" for k in range(5))]
-    total = _assert_per_layer_outputs_match(served["pairs"], model, x0, x1)
+    _assert_per_layer_outputs_match(served["pairs"], model, x0, x1)
     before = path.read_bytes()
     assert cli_main(["export", keras_path, str(path), "--format", "onnx"]) == 2  # refuses to overwrite
     assert "exists; pass overwrite=True" in capsys.readouterr().err
