@@ -187,7 +187,7 @@ def test_fresh_process_loads_a_compiled_training_model_with_keras_percept_schedu
     config = load_config(paradigm="tune", overrides=[
         "model.net=alex", "model.dropout=0.0", "optim.epochs=2", "optim.unfreeze_every_epochs=1"])
     # The ImageNet alex trunk is a download; the seeded random trunk saves and loads the same way.
-    monkeypatch.setattr(model_builder, "load_pretrained_trunk", lambda metric: None)
+    monkeypatch.setattr(model_builder, "load_pretrained_trunk", lambda metric, source="imagenet": None)
     model = model_builder.build_twoafc_model(config)
     _compile(model, config, steps=4, trunk=model.metric.backbone)
     x0, x1 = _inputs(seed=7)

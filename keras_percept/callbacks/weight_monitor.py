@@ -41,7 +41,7 @@ class WeightMonitor(keras.callbacks.Callback):
         metric = getattr(self.model, "metric", None)
         if metric is None:
             raise ValueError("WeightMonitor needs `groups` unless the model has a `.metric` (TwoAFCModel).")
-        groups = {"lin": [lin.kernel for lin in metric.lins]}
+        groups = {"lin": list(metric.head_weights)}  # LPIPS's linear kernels, DISTS's alpha and beta
         if metric.backbone.trainable_weights:
             groups["trunk"] = list(metric.backbone.trainable_weights)
         return groups

@@ -6,7 +6,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_percept.backbones import TRUNKS, get_backbone
 from keras_percept.backbones.vgg16 import VGG16Backbone
+from keras_percept.layers.scaling import InputScaling
 from keras_percept.images import check_image_batch_pair, checked_image_pair, pair_chunks
 from keras_percept.presets import PresetMixin
 
@@ -16,6 +18,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Channels of the six compared representations: the image itself, then relu1_2 ... relu5_3.
 TAP_CHANNELS = (3, 64, 128, 256, 512, 512)
+#: `trunk="vgg16"`: the published DISTS trunk (VGG16 with L2 pooling, ImageNet normalisation).
+REFERENCE_TRUNK = "vgg16"
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
@@ -33,7 +37,14 @@ class DISTS(PresetMixin, keras.Model):
     `keras_percept.convert.pretrained_dists()` loads the published metric (torchvision's ImageNet
     VGG16 and the `alpha`/`beta` shipped by the `dists-pytorch` package).
 
+    A DISTS-style head on another trunk: `trunk` names a row of `backbones.TRUNKS` (e.g.
+    `"effnet-lite0"`, the trunk with ImageNet weights offline); the image and that trunk's LPIPS
+    taps are compared, its input scaled as LPIPS scales it. Such a head has no published
+    weights: train it (`model.metric: dists` in a training config).
+
     Args:
+        trunk: `"vgg16"` (the published DISTS layout) or a net of `backbones.TRUNKS`.
+            Defaults to `"vgg16"`.
         input_range: `"[0,1]"` (the reference's) or `"[-1,1]"` (mapped to [0, 1] by (x + 1) / 2).
             Defaults to `"[0,1]"`.
         trunk_trainable: whether the VGG16 weights are trainable. Defaults to `False`.
@@ -52,10 +63,11 @@ class DISTS(PresetMixin, keras.Model):
     Texture Similarity", IEEE TPAMI 2020.
     """
 
-    net = "dists-vgg16"
-
     def __init__(self, input_range: str = "[0,1]", trunk_trainable: bool = False, c1: float = 1e-6,
-                 c2: float = 1e-6, **kwargs):
+                 c2: float = 1e-6, trunk: str = REFERENCE_TRUNK, **kwargs):
+        if trunk != REFERENCE_TRUNK and trunk not in TRUNKS:
+            raise ValueError(f"Argument `trunk` must be {REFERENCE_TRUNK!r} or one of {sorted(TRUNKS)}. "
+                             f"Received: trunk={trunk!r}")
         if input_range not in INPUT_RANGES:
             raise ValueError(
                 f"Argument `input_range` must be one of {INPUT_RANGES}. Received: input_range={input_range!r}"
@@ -67,9 +79,16 @@ class DISTS(PresetMixin, keras.Model):
         self.input_range = input_range
         self.trunk_trainable = bool(trunk_trainable)
         self.c1, self.c2 = float(c1), float(c2)
-        self.backbone = VGG16Backbone(pooling="l2", name="vgg16_l2_trunk")
+        self.trunk = trunk
+        self.net = f"dists-{trunk}"
+        if trunk == REFERENCE_TRUNK:
+            self.backbone = VGG16Backbone(pooling="l2", name="vgg16_l2_trunk")
+        else:
+            self.backbone = get_backbone(trunk, name=f"{trunk.replace('-', '_')}_trunk")
+            self.scaling = InputScaling(**TRUNKS[trunk].scaling, name="scaling")
         self.backbone.trainable = self.trunk_trainable
-        weight = {"shape": (sum(TAP_CHANNELS),), "initializer": keras.initializers.RandomNormal(0.1, 0.01),
+        self._tap_channels = (3, *self.backbone.TAP_CHANNELS)
+        weight = {"shape": (sum(self._tap_channels),), "initializer": keras.initializers.RandomNormal(0.1, 0.01),
                   "constraint": keras.constraints.NonNeg()}
         self.alpha = self.add_weight(name="alpha", **weight)
         self.beta = self.add_weight(name="beta", **weight)
@@ -77,7 +96,13 @@ class DISTS(PresetMixin, keras.Model):
 
     @property
     def tap_channels(self) -> tuple[int, ...]:
-        return TAP_CHANNELS
+        """Channels of the compared representations: the image (3), then each tap."""
+        return self._tap_channels
+
+    @property
+    def head_weights(self) -> list:
+        """The learned non-negative weights: `[alpha, beta]`."""
+        return [self.alpha, self.beta]
 
     def call(self, inputs, training=None):
         x0, x1 = self._unpack(inputs)
@@ -85,18 +110,21 @@ class DISTS(PresetMixin, keras.Model):
 
     def features(self, images, training=None) -> list:
         """The six compared representations of `images` (in `input_range`): the [0, 1] image, then the taps."""
+        if self.trunk != REFERENCE_TRUNK:
+            signed = images if self.input_range == "[-1,1]" else 2.0 * images - 1.0
+            return [(signed + 1.0) / 2.0, *self.backbone(self.scaling(signed), training=training)]
         if self.input_range == "[-1,1]":
             images = (images + 1.0) / 2.0
         mean = ops.convert_to_tensor(np.array(IMAGENET_MEAN, "float32"), images.dtype)
         std = ops.convert_to_tensor(np.array(IMAGENET_STD, "float32"), images.dtype)
         return [images, *self.backbone((images - mean) / std, training=training)]
 
-    def distance_from_features(self, f0: list, f1: list):
+    def distance_from_features(self, f0: list, f1: list, training=None):
         """DISTS from two lists of `features`, computed in the reference's order of operations."""
         total = ops.sum(self.alpha) + ops.sum(self.beta)
         texture = structure = 0.0
         start = 0
-        for a, b, channels in zip(f0, f1, TAP_CHANNELS):
+        for a, b, channels in zip(f0, f1, self.tap_channels):
             alpha = self.alpha[start:start + channels] / total
             beta = self.beta[start:start + channels] / total
             start += channels
@@ -119,7 +147,7 @@ class DISTS(PresetMixin, keras.Model):
         x0, x1 = inputs
         check_image_batch_pair(tuple(x0.shape), tuple(x1.shape), keras.backend.standardize_dtype(x0.dtype),
                                keras.backend.standardize_dtype(x1.dtype), min_size=self.backbone.MIN_SIZE,
-                               net="DISTS")
+                               net=self.net)
         return x0, x1
 
     def distance(self, x0, x1, batch_size: int = 32) -> np.ndarray:
@@ -130,7 +158,7 @@ class DISTS(PresetMixin, keras.Model):
         >>> DISTS().distance(img_a, img_b)  # doctest: +SKIP
         array([0.187], dtype=float32)
         """
-        x0, x1 = checked_image_pair(x0, x1, self.input_range, min_size=self.backbone.MIN_SIZE, net="DISTS")
+        x0, x1 = checked_image_pair(x0, x1, self.input_range, min_size=self.backbone.MIN_SIZE, net=self.net)
         return np.concatenate([np.asarray(self.predict_on_batch((x0[part], x1[part])))
                                for part in pair_chunks(len(x0), *x0.shape[1:3], batch_size)])
 
@@ -169,7 +197,7 @@ class DISTS(PresetMixin, keras.Model):
 
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable, "input_range": self.input_range,
-                "trunk_trainable": self.trunk_trainable, "c1": self.c1, "c2": self.c2}
+                "trunk_trainable": self.trunk_trainable, "c1": self.c1, "c2": self.c2, "trunk": self.trunk}
 
     @classmethod
     def from_config(cls, config: dict) -> "DISTS":

@@ -218,6 +218,11 @@ class LPIPS(PresetMixin, keras.Model):
         """
         return ops.concatenate([ops.mean(ops.square(a - b), axis=(1, 2)) for a, b in zip(f0, f1)], axis=-1)
 
+    @property
+    def head_weights(self) -> list:
+        """The learned non-negative weights: one 1x1 kernel per tap (empty for `lpips=False`)."""
+        return [lin.kernel for lin in self.lins]
+
     def linear_weights(self):
         """All linear-layer weights as one `(sum(tap_channels),)` vector (ones for `lpips=False`)."""
         if not self.lpips:

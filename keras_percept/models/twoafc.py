@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_percept.adversarial import PGD
+from keras_percept.models.dists import DISTS
 from keras_percept.models.lpips import LPIPS
 
 
@@ -26,7 +27,7 @@ class TwoAFCModel(keras.Model):
     clean images.
 
     Args:
-        metric: a non-spatial `LPIPS` (or its serialized config).
+        metric: a non-spatial `LPIPS` or a `DISTS` (or its serialized config).
         comparison: a comparison layer mapping `(d0, d1)` to logits (see
             `keras_percept.models.comparison`), or its serialized config.
         adversarial: `PGD` arguments (`epsilon`, `steps`, `norm`, `step_size`,
@@ -49,9 +50,9 @@ class TwoAFCModel(keras.Model):
             metric = keras.saving.deserialize_keras_object(metric)
         if isinstance(comparison, dict):
             comparison = keras.saving.deserialize_keras_object(comparison)
-        if not isinstance(metric, LPIPS):
-            raise ValueError(f"Argument `metric` must be an LPIPS model. Received: {type(metric).__name__}")
-        if metric.spatial or metric.return_per_layer:
+        if not isinstance(metric, (LPIPS, DISTS)):
+            raise ValueError(f"Argument `metric` must be an LPIPS or DISTS model. Received: {type(metric).__name__}")
+        if getattr(metric, "spatial", False) or getattr(metric, "return_per_layer", False):
             raise ValueError(
                 "Argument `metric` must return one distance per pair (spatial=False, return_per_layer=False). "
                 f"Received: spatial={metric.spatial}, return_per_layer={metric.return_per_layer}"
@@ -72,7 +73,8 @@ class TwoAFCModel(keras.Model):
         self.metric._unpack((ref, p0))
         self.metric._unpack((ref, p1))
         n = ops.shape(ref)[0]
-        features = self.metric.normalized_features(ops.concatenate([ref, p0, p1], axis=0), training=training)
+        extract = self.metric.normalized_features if isinstance(self.metric, LPIPS) else self.metric.features
+        features = extract(ops.concatenate([ref, p0, p1], axis=0), training=training)
         f_ref = [f[:n] for f in features]
         f_p0 = [f[n:2 * n] for f in features]
         f_p1 = [f[2 * n:] for f in features]

@@ -25,6 +25,7 @@ from keras_percept.experiment.config import (
 )
 
 PARADIGMS = ("lin", "tune", "scratch")
+METRICS = ("lpips", "dists")
 NETS = tuple(TRUNKS)
 COMPARISONS = ("dist2logit", "difference", "log_ratio")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -48,12 +49,17 @@ def check_trunk_weights(net: str, trunk_weights: str | None) -> None:
 class ModelConfig:
     """The metric being trained.
 
+    `metric`: "lpips" (per-channel linear weights on squared differences of
+    normalised features) or "dists" (DISTS's structure and texture terms with
+    learned alpha/beta on the same trunk; `net: vgg` is the published DISTS
+    layout, VGG16 with L2 pooling; `dropout` does not apply to it).
     `trunk_weights`: "imagenet" (pretrained; the shipped EfficientNet-Lite0 for
     effnet-lite0), "published" (the ST-LPIPS trunk of `alex-st` / `vgg-st`)
     or None (random, the `scratch` paradigm). `dropout` is the
     rate before each linear layer (the reference trains with 0.5).
     """
 
+    metric: str = "lpips"
     net: str = "effnet-lite0"
     version: str = "0.1"
     trunk_weights: str | None = "imagenet"
@@ -173,7 +179,15 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Raises `ValueError` naming the first invalid key; returns self."""
         check_choice("paradigm", self.paradigm, PARADIGMS)
+        check_choice("model.metric", self.model.metric, METRICS)
         check_choice("model.net", self.model.net, NETS)
+        if self.model.metric == "dists":
+            lin_only = {"nonneg": (self.nonneg, "projection"), "lin_l1": (self.lin_l1, 0.0),
+                        "lin_penalty": (self.lin_penalty, "none"), "lin_solver": (self.lin_solver, "fit")}
+            for key, (value, default) in lin_only.items():
+                if value != default:
+                    raise ValueError(f"`{key}` acts on LPIPS's linear weights; `model.metric: dists` keeps alpha/beta "
+                                     f"non-negative by projection. Received: {key}={value!r} (expected {default!r})")
         check_choice("model.version", str(self.model.version), ("0.1", "0.0"))
         check_choice("model.comparison", self.model.comparison, COMPARISONS)
         check_trunk_weights(self.model.net, self.model.trunk_weights)
@@ -273,7 +287,7 @@ class TrainConfig:
         d = self.data
         augmented = d.crop_size is not None or d.flip_left_right or d.flip_up_down or d.mixup_alpha > 0
         return (self.feature_cache is not False and self.paradigm == "lin" and not augmented
-                and self.adversarial.norm is None)
+                and self.adversarial.norm is None and self.model.metric == "lpips")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

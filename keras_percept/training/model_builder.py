@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from keras_percept.models.dists import DISTS
 from keras_percept.models.lpips import LPIPS
 from keras_percept.models.twoafc import TwoAFCModel
 
@@ -21,12 +22,19 @@ def load_pretrained_trunk(metric: LPIPS, source: str = "imagenet") -> None:
         trunk_layer_weights,
     )
 
-    if metric.net == "effnet-lite0":
+    net = trunk_net(metric)
+    if net == "effnet-lite0":
         load_efficientnet_lite0_weights(metric.backbone)
         return
-    path = (published_metric_path if source == "published" else torchvision_trunk_path)(metric.net)
+    path = (published_metric_path if source == "published" else torchvision_trunk_path)(net)
     state = split_lpips_state_dict(load_pth(path))[0] if source == "published" else load_pth(path)
-    assign_layer_weights(metric.backbone, trunk_layer_weights(state, metric.net, source=path))
+    assign_layer_weights(metric.backbone, trunk_layer_weights(state, net, source=path))
+
+
+def trunk_net(metric) -> str:
+    """The `TRUNKS` row of a metric's trunk (DISTS's published VGG16 has torchvision's vgg convolutions)."""
+    trunk = getattr(metric, "trunk", metric.net)
+    return "vgg" if trunk == "vgg16" else trunk
 
 
 def build_comparison(model_config):
@@ -48,14 +56,12 @@ def build_twoafc_model(config) -> TwoAFCModel:
     >>> model = build_twoafc_model(load_config(paradigm="lin"))  # doctest: +SKIP
     """
     m = config.model
-    metric = LPIPS(
-        net=m.net,
-        version=m.version,
-        lpips=True,
-        dropout=m.dropout,
-        trunk_trainable=config.paradigm != "lin",
-        name="metric",
-    )
+    if m.metric == "dists":
+        metric = DISTS(trunk="vgg16" if m.net == "vgg" else m.net, input_range="[-1,1]",
+                       trunk_trainable=config.paradigm != "lin", name="metric")
+    else:
+        metric = LPIPS(net=m.net, version=m.version, lpips=True, dropout=m.dropout,
+                       trunk_trainable=config.paradigm != "lin", name="metric")
     if m.trunk_weights is not None:
         load_pretrained_trunk(metric, m.trunk_weights)
     randomize_linear_weights(metric, config.seed)
@@ -67,11 +73,16 @@ def randomize_linear_weights(metric: LPIPS, seed: int) -> None:
     """Seeded random start for the linear weights: U(0, 2 / C) per tap (mean 1 / C, the untrained default).
 
     The reference also starts its linear layers at random; a seeded random
-    start is what makes `restarts` measure initialisation luck.
+    start is what makes `restarts` measure initialisation luck. DISTS: alpha
+    and beta ~ N(0.1, 0.01), the reference's initialisation, seeded.
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
+    if isinstance(metric, DISTS):
+        for weight in metric.head_weights:
+            weight.assign(np.maximum(rng.normal(0.1, 0.01, size=weight.shape), 0.0).astype("float32"))
+        return
     for lin, channels in zip(metric.lins, metric.tap_channels):
         lin.kernel.assign(rng.uniform(0.0, 2.0 / channels, size=(1, 1, channels, 1)).astype("float32"))
 
@@ -93,6 +104,10 @@ def apply_regularization(metric: LPIPS, config) -> None:
 
     from keras_percept.regularizers import add_l2sp, lin_penalty, nonneg_method
 
+    if config.l2sp and metric.trunk_trainable and config.model.trunk_weights is not None:
+        add_l2sp(metric.backbone, strength=config.l2sp)
+    if isinstance(metric, DISTS):  # alpha/beta carry NonNeg; the lin options are refused by the config
+        return
     options = {}
     if config.nonneg_strength is not None:
         options = {"strength" if config.nonneg == "penalty" else "mu": config.nonneg_strength}
@@ -103,8 +118,6 @@ def apply_regularization(metric: LPIPS, config) -> None:
         terms = [r for r in (regularizer, l1, lin_penalty(config.lin_penalty, config.lin_penalty_strength))
                  if r is not None]
         lin.kernel.regularizer = terms[0] if len(terms) == 1 else (_Sum(terms) if terms else None)
-    if config.l2sp and metric.trunk_trainable and config.model.trunk_weights is not None:
-        add_l2sp(metric.backbone, strength=config.l2sp)
 
 
 class _Sum:

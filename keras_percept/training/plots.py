@@ -35,15 +35,17 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: str) -> N
 
 
 def plot_linear_weights(metric, path: str) -> None:
-    """The learned non-negative per-channel weights, one panel per tap."""
+    """The learned non-negative per-channel weights, one panel per tap (DISTS: alpha and beta)."""
     import keras
 
     plt = _pyplot()
-    kernels = [keras.ops.convert_to_numpy(lin.kernel).reshape(-1) for lin in metric.lins]
+    kernels = [keras.ops.convert_to_numpy(w).reshape(-1) for w in metric.head_weights]
+    # LPIPS: ".../lin_k/kernel" -> "lin_k"; DISTS: "alpha", "beta"
+    labels = [w.path.split("/")[-2] if w.name == "kernel" else w.name for w in metric.head_weights]
     fig, axes = plt.subplots(1, max(1, len(kernels)), figsize=(2.2 * max(1, len(kernels)), 2.6), squeeze=False)
-    for k, (ax, w) in enumerate(zip(axes[0], kernels)):
+    for ax, w, label in zip(axes[0], kernels, labels):
         ax.bar(np.arange(len(w)), w, width=1.0)
-        ax.set_title(f"tap {k} ({len(w)} ch)")
+        ax.set_title(f"{label} ({len(w)} ch)")
         ax.set_xticks([])
     fig.suptitle(f"linear weights ({metric.net})")
     fig.tight_layout()

@@ -212,7 +212,7 @@ def train(config: TrainConfig, *, callbacks=(), progress: bool = True, verbose: 
                                                                       verbose)
         else:
             model, history, selection_index, backup = _fit_images(config, root, run_dir, scope, callbacks, verbose)
-    metric = model.metric.with_options(dropout=0.0)
+    metric = model.metric.with_options(dropout=0.0) if getattr(model.metric, "dropout", 0.0) else model.metric
     # Under multi-worker training every worker holds the same weights; only the chief writes the result.
     save_dir = run_dir if is_chief() else os.path.join(run_dir, f"worker_{os.getpid()}")
     metric_path = os.path.join(save_dir, "metric.keras")

@@ -94,6 +94,24 @@ def test_keras_file_round_trip(pair, tmp_path):
     np.testing.assert_allclose(loaded.distance(x0, x1), model.distance(x0, x1), atol=1e-6, rtol=0)
 
 
+def test_a_dists_head_on_another_trunk(tmp_path):
+    """DISTS's statistics on the image and effnet-lite0's LPIPS taps, its input scaled as LPIPS scales it."""
+    from keras_percept import LPIPS
+
+    model = DISTS(trunk="effnet-lite0", input_range="[-1,1]")
+    assert model.tap_channels == (3, *LPIPS(net="effnet-lite0").tap_channels)
+    assert model.alpha.shape == (sum(model.tap_channels),) and model.net == "dists-effnet-lite0"
+    x0, x1 = _images((2, 40, 40, 3), seed=7)
+    x0, x1 = 2 * x0 - 1, 2 * x1 - 1
+    path = str(tmp_path / "head.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.distance(x0, x1), model.distance(x0, x1), atol=1e-6, rtol=0)
+    assert np.all(np.abs(model.distance(x0, x0)) < 1e-6) and np.all(model.distance(x0, x1) > 1e-4)
+    with pytest.raises(ValueError, match=r"Argument `trunk` must be 'vgg16' or one of"):
+        DISTS(trunk="resnet")
+
+
 def test_identical_images_are_at_distance_zero(pair):
     _, model = pair
     x0, _ = _images((2, 32, 32, 3), seed=5)

@@ -383,6 +383,37 @@ def test_tune_moves_the_trunk_under_l2sp(tiny_root, tmp_path):
     assert result.config.l2sp == pytest.approx(1e-3)
 
 
+def test_dists_head_trains_through_the_same_trainer(tiny_root, tmp_path):
+    """`model.metric: dists`: alpha/beta move (and stay non-negative), tune moves the trunk, the saved metric is DISTS."""
+    from keras_percept.models import DISTS
+    from keras_percept.training import train
+
+    config = tiny_config(tiny_root, tmp_path, paradigm="tune", overrides=[
+        "model.metric=dists", "steps_per_epoch=2", "optim.epochs=1", "optim.learning_rate=1e-2"])
+    assert not config.uses_feature_cache()
+    result = train(config, progress=False, verbose=0)
+    metric = result.model.metric
+    assert isinstance(metric, DISTS) and metric.trunk == "effnet-lite0" and metric.trunk_trainable
+    assert result.history["lin_drift"][0] > 0 and result.history["trunk_drift"][0] > 0
+    assert all(float(np.min(keras.ops.convert_to_numpy(w))) >= 0.0 for w in metric.head_weights)
+    loaded = keras.saving.load_model(result.metric_path)
+    assert isinstance(loaded, DISTS) and loaded.trunk == "effnet-lite0"
+    from keras_percept.training.plots import plot_linear_weights
+
+    plot_linear_weights(metric, str(tmp_path / "weights.png"))  # the plot MLflow gets: alpha and beta panels
+    assert os.path.getsize(tmp_path / "weights.png") > 1000
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["lin_l1=0.1"], r"`lin_l1` acts on LPIPS's linear weights"),
+    (["nonneg=penalty"], r"`nonneg` acts on LPIPS's linear weights"),
+    (["model.metric=ssim"], r"`model.metric` must be one of \['lpips', 'dists'\]"),
+])
+def test_dists_refuses_the_linear_weight_options(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(overrides=["model.metric=dists", *overrides] if "model.metric=ssim" not in overrides else overrides)
+
+
 @pytest.mark.slow
 @pytest.mark.one_pass  # train() wiring: see the module docstring
 def test_scratch_with_mixed_precision_and_gradient_accumulation(tiny_root, tmp_path):
