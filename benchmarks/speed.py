@@ -8,6 +8,8 @@ Rows (throughput = pairs or triplets per second; higher is better):
 
 - `forward-alex`: distances, alex trunk, 64x64, batch 32 (`LPIPS.distance` vs the reference `LPIPS.forward`).
 - `forward-vgg`: the same with the vgg trunk at 256x256.
+- `forward-alex-st`: ST-LPIPS's shift-tolerant alex at 64x64, batch 32, against the PyPI `stlpips-pytorch`
+  reference, both with its published weights (the file its wheel ships).
 - `train-lin`: `lin` training steps through the frozen alex trunk, 64x64 triplets, batch 50: the model,
   loss and optimizer the `lin` config builds (`model.fit`) vs. `lpips.Trainer.optimize_parameters`.
 - `train-lin-cached`: keras_percept's cached-feature `lin` epoch (`CachedLinModel` on per-channel means;
@@ -63,6 +65,8 @@ ROWS = {
                      "quick": dict(size=64, batch=8, calls=2)},
     "forward-vgg": {"kind": "forward", "net": "vgg", "full": dict(size=256, batch=32, calls=1, repeats=2),
                     "quick": dict(size=32, batch=4, calls=2)},
+    "forward-alex-st": {"kind": "forward", "net": "alex-st",
+                        "full": dict(size=64, batch=32, calls=10, repeats=3), "quick": dict(size=32, batch=4, calls=2)},
     "train-lin": {"kind": "train", "net": "alex", "full": dict(size=64, batch=50, steps=8, epochs=3),
                   "quick": dict(size=64, batch=8, steps=2, epochs=2)},
     "train-lin-cached": {"kind": "cached", "net": "alex", "full": dict(size=64, batch=50, steps=400, epochs=3),
@@ -143,10 +147,11 @@ def _reference_worker(row: dict, p: dict, files: dict) -> dict:
     import numpy as np
     import torch
 
-    from torch_reference import _trainer_input, reference_lpips, reference_trainer
+    from torch_reference import _trainer_input, reference_lpips, reference_stlpips, reference_trainer
 
     if row["kind"] == "forward":
-        model = reference_lpips(row["net"], seed=SEED)
+        st = row["net"].endswith("-st")
+        model = reference_stlpips(row["net"][:-3]) if st else reference_lpips(row["net"], seed=SEED)
         x0, x1 = _pairs(p["size"], p["batch"], SEED)
         t0, t1 = (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))) for x in (x0, x1))
         with torch.no_grad():
@@ -292,9 +297,12 @@ def _prepare(directory: str, nets: list[str], onnx: bool) -> dict:
 
     files = {}
     for net in nets:
-        trunk, _ = split_lpips_state_dict(state_dict_numpy(reference_lpips(net, seed=SEED)))
         files[net] = os.path.join(directory, f"{net}.keras")
-        convert_lpips(net, trunk_weights=trunk, lin_weights="official", output=files[net])
+        if net.endswith("-st"):  # the published ST-LPIPS, as the reference loads it
+            convert_lpips(net, trunk_weights="published", output=files[net])
+        else:
+            trunk, _ = split_lpips_state_dict(state_dict_numpy(reference_lpips(net, seed=SEED)))
+            convert_lpips(net, trunk_weights=trunk, lin_weights="official", output=files[net])
         if onnx:
             files[net + ".onnx"] = export_onnx(files[net], os.path.join(directory, f"{net}.onnx"))
     trainer = reference_trainer("alex", seed=SEED)
