@@ -14,14 +14,13 @@ import keras
 from keras import layers
 
 from keras_percept.backbones.base import Backbone, internal_data_format, to_internal, to_nhwc
+from keras_percept.backbones.vgg16 import VGG16Backbone
 from keras_percept.layers.pooling import BlurPool2D
 
 # Alex: (features index of the conv, filters, kernel); a stride-1 3x3 max pool and a blur precede
 # the convolutions at 5 and 9, and conv1 (11x11, stride 1, padding 2) is followed by the blur at 1.
 _ALEX_CONVS = ((0, 64, 11), (5, 192, 5), (9, 384, 3), (11, 256, 3), (13, 256, 3))
 _ALEX_POOL_BEFORE = {5: 3, 9: 7}
-# VGG16: stages of 3x3 convolutions; a stride-1 2x2 max pool and a blur separate stages.
-_VGG_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
 def _blur(x, index: int, fmt: str):
@@ -65,8 +64,8 @@ class AlexNetShiftTolerantBackbone(Backbone):
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
-class VGG16ShiftTolerantBackbone(Backbone):
-    """ST-LPIPS's shift-tolerant VGG16: taps relu1_2 … relu5_3 (64, 128, 256, 512, 512 channels).
+class VGG16ShiftTolerantBackbone(VGG16Backbone):
+    """ST-LPIPS's shift-tolerant VGG16 (`VGG16Backbone(pooling="blur")`): taps relu1_2 … relu5_3.
 
     Example:
 
@@ -75,24 +74,11 @@ class VGG16ShiftTolerantBackbone(Backbone):
     [64, 33, 17, 9, 5]
     """
 
-    TAP_CHANNELS = (64, 128, 256, 512, 512)
-    TAP_REDUCTIONS = (1, 2, 4, 8, 16)
     MIN_SIZE = 18
 
     def __init__(self, **kwargs):
-        fmt = internal_data_format()
-        inputs = keras.Input((None, None, 3))
-        x = to_internal(inputs, fmt, "to_channels_first")
-        taps = []
-        index = 0
-        for stage, widths in enumerate(_VGG_STAGES):
-            if stage:
-                x = layers.MaxPooling2D(2, strides=1, data_format=fmt, name=f"features_{index}")(x)
-                x = _blur(x, index + 1, fmt)
-                index += 2
-            for filters in widths:
-                x = layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=f"features_{index}")(x)
-                x = layers.ReLU(name=f"features_{index + 1}")(x)
-                index += 2
-            taps.append(to_nhwc(x, fmt, f"tap_{len(taps)}"))
-        super().__init__(inputs=inputs, outputs=taps, **kwargs)
+        kwargs.pop("pooling", None)  # always "blur"
+        super().__init__(pooling="blur", **kwargs)
+
+    def get_config(self) -> dict:
+        return Backbone.get_config(self)

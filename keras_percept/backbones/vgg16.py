@@ -6,10 +6,13 @@ import keras
 from keras import layers
 
 from keras_percept.backbones.base import Backbone, internal_data_format, to_internal, to_nhwc
-from keras_percept.layers.pooling import L2Pooling2D
+from keras_percept.layers.pooling import BlurPool2D, L2Pooling2D
 
 # Stages of 3x3 convolutions (filters per conv); a stride-2 pool separates stages.
 _STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+#: "max": torchvision's; "l2": DISTS's L2 pooling; "blur": ST-LPIPS's stride-1 max pool + `BlurPool2D`
+#: (torchvision's layer indices shift by one per blur, as in the stlpips-pytorch package).
+POOLINGS = ("max", "l2", "blur")
 
 
 @keras.saving.register_keras_serializable(package="keras_percept")
@@ -32,8 +35,8 @@ class VGG16Backbone(Backbone):
     MIN_SIZE = 16
 
     def __init__(self, pooling: str = "max", **kwargs):
-        if pooling not in ("max", "l2"):
-            raise ValueError(f"Argument `pooling` must be one of ('max', 'l2'). Received: pooling={pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"Argument `pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
         fmt = internal_data_format() if pooling == "max" else "channels_last"  # L2Pooling2D is channels-last
         inputs = keras.Input((None, None, 3))
         x = to_internal(inputs, fmt, "to_channels_first")
@@ -43,6 +46,10 @@ class VGG16Backbone(Backbone):
             if stage:
                 if pooling == "max":
                     x = layers.MaxPooling2D(2, strides=2, data_format=fmt, name=f"features_{index}")(x)
+                elif pooling == "blur":  # ST-LPIPS: the pool at stride 1, the stride moved into a blur
+                    x = layers.MaxPooling2D(2, strides=1, data_format=fmt, name=f"features_{index}")(x)
+                    index += 1
+                    x = BlurPool2D(3, strides=2, pad_more=True, data_format=fmt, name=f"blur_{index}")(x)
                 else:
                     x = L2Pooling2D(name=f"features_{index}")(x)
                 index += 1
@@ -55,6 +62,8 @@ class VGG16Backbone(Backbone):
         self.pooling = pooling
         if pooling == "l2":  # L2 pooling keeps ceil(H/2) rows (at least one): any size passes
             self.MIN_SIZE = 1
+        elif pooling == "blur":  # each blur's reflect padding needs 3 rows: 18 px at the input
+            self.MIN_SIZE = 18
 
     def get_config(self) -> dict:
         return {**super().get_config(), "pooling": self.pooling}
