@@ -71,10 +71,13 @@ def _figures(name, predict, differentiable, variables, val, pgd_val, attack, spe
     from keras_percept.robustness import pgd_2afc, shift_test
     from keras_percept.training.evaluation import evaluate_2afc
 
+    start = time.time()
     row = {"2afc": evaluate_2afc({name: predict}, {"all": val})[name]["all"]}
     row.update({k: v for k, v in shift_test({name: predict}, val)[name].items() if k.startswith("flip")})
     row["pgd"] = pgd_2afc(differentiable, pgd_val, attack, variables=variables)["2afc_pgd"] if differentiable else None
     row["pairs/s"] = _speed(predict, speed_batches)
+    print(f"  {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if v is not None)
+          + f" ({time.time() - start:.0f} s)", flush=True)
     return row
 
 
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--pgd-epsilon", type=float, default=0.0314, help="in the [-1, 1] range (4/255 of [0, 1])")
     parser.add_argument("--pgd-steps", type=int, default=5)
-    parser.add_argument("--pgd-triplets", type=int, default=300)
+    parser.add_argument("--pgd-triplets", type=int, default=200)
     parser.add_argument("--elpips-samples", type=int, default=4)
     args = parser.parse_args(argv)
 
