@@ -32,7 +32,8 @@ import keras
 
 from keras_percept.atomic import atomic_path
 from keras_percept.backbones import TRUNKS
-from keras_percept.convert import OfflineError, pretrained_lpips
+from keras_percept.convert import OfflineError, pretrained_dists, pretrained_lpips
+from keras_percept.models.ensemble import ELPIPS
 from keras_percept.models.presets import OFFICIAL_LIN_URL, TORCHVISION_WEIGHTS
 from keras_percept.paths import cache_dir
 
@@ -60,6 +61,9 @@ class Preset:
     version: str
     lpips: bool
     description: str
+    #: "lpips"; "dists" (the published DISTS, `pretrained_dists`); "elpips" (E-LPIPS around the LPIPS of
+    #: `net`/`version`, 8 samples, seed 0).
+    metric: str = "lpips"
 
     @property
     def trunk_url(self) -> str | None:
@@ -67,13 +71,20 @@ class Preset:
 
     @property
     def lin_url(self) -> str | None:
-        if not self.lpips or self.published_file:
+        if not self.lpips or self.published_file or self.metric == "dists":
             return None
         return OFFICIAL_LIN_URL.format(version=self.version, net=self.net)
 
     @property
     def published_file(self) -> str | None:
         return TRUNKS[self.net].published
+
+    def load(self) -> keras.Model:
+        """The preset's model (converted once and cached; downloads what it needs)."""
+        if self.metric == "dists":
+            return pretrained_dists()
+        metric = pretrained_lpips(self.net, version=self.version, lpips=self.lpips)
+        return ELPIPS(metric, samples=8, seed=0) if self.metric == "elpips" else metric
 
 
 def _official(net: str, version: str) -> Preset:
@@ -95,6 +106,10 @@ PRESETS: dict[str, Preset] = {
         f"ST-LPIPS {net} (Ghildyal & Liu, ECCV 2022): shift-tolerant trunk and linear weights trained together on "
         "BAPPS, from the stlpips-pytorch wheel; offline",
     ) for net in ("alex", "vgg")},
+    "dists_vgg16": Preset("vgg", "0.1", True, "DISTS (Ding et al., TPAMI 2020): torchvision's ImageNet VGG16 with L2 "
+                          "pooling and the alpha/beta of the dists-pytorch wheel", metric="dists"),
+    "elpips_vgg_v0.1": Preset("vgg", "0.1", True, "E-LPIPS (Kettunen et al., 2019): the paper's calibrated LPIPS vgg "
+                              "averaged over 8 random transformations, seed 0", metric="elpips"),
 }
 
 HUB_SCHEMES = ("hf://", "kaggle://")
@@ -151,8 +166,7 @@ def from_preset(handle: str | os.PathLike, cls: type | None = None, **overrides)
     """
     handle = os.fspath(handle)
     if handle in PRESETS:
-        row = PRESETS[handle]
-        model = pretrained_lpips(row.net, version=row.version, lpips=row.lpips)
+        model = PRESETS[handle].load()
         _check_class(model, cls, handle)
         _check_overrides(overrides, model.get_config(), type(model).__name__)
         return model.with_options(**overrides)

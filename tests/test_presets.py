@@ -70,7 +70,8 @@ def _closed_port() -> int:
 
 @pytest.mark.one_pass
 def test_builtin_table_holds_the_official_weights_and_the_offline_baseline():
-    assert sorted(PRESETS) == sorted(OFFICIAL + ["lpips_effnet_lite0", "st_lpips_alex", "st_lpips_vgg"])
+    assert sorted(PRESETS) == sorted(OFFICIAL + ["lpips_effnet_lite0", "st_lpips_alex", "st_lpips_vgg", "dists_vgg16",
+                                                 "elpips_vgg_v0.1"])
     for name in OFFICIAL:
         row = PRESETS[name]
         net, version = name.split("_")[1], name.rsplit("_v", 1)[1]
@@ -83,6 +84,28 @@ def test_builtin_table_holds_the_official_weights_and_the_offline_baseline():
         st = PRESETS[f"st_lpips_{net}"]
         assert (st.net, st.lpips, st.trunk_url, st.lin_url) == (f"{net}-st", True, None, None)
         assert st.published_file == f"weights/vST0.0/{net}_shift_tolerant.pth"
+
+
+@pytest.mark.one_pass
+@pytest.mark.parametrize("name", ["dists_vgg16", "elpips_vgg_v0.1"])
+def test_dists_and_elpips_presets_offline_say_what_to_download(name, home):
+    from keras_percept.presets import from_preset
+
+    root, requested = home
+    assert PRESETS[name].metric == name.split("_")[0] and PRESETS[name].trunk_url == TORCHVISION_WEIGHTS["vgg"]
+    with pytest.raises(OfflineError, match="Could not download"):
+        from_preset(name)
+    assert requested == [TORCHVISION_WEIGHTS["vgg"]]
+
+
+def test_elpips_preset_wraps_the_calibrated_metric(home, monkeypatch):
+    """With the vgg trunk at hand (here: the reference's seeded one), the preset is E-LPIPS around LPIPS vgg."""
+    from keras_percept import presets
+    from keras_percept.models import ELPIPS
+
+    monkeypatch.setattr(presets, "pretrained_lpips", lambda net, version, lpips: LPIPS(net=net, version=version))
+    model = presets.from_preset("elpips_vgg_v0.1")
+    assert isinstance(model, ELPIPS) and model.metric.net == "vgg" and model.samples == 8 and model.seed == 0
 
 
 def test_st_lpips_preset_loads_the_published_file_offline(home):
