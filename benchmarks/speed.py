@@ -10,6 +10,9 @@ Rows (throughput = pairs or triplets per second; higher is better):
 - `forward-vgg`: the same with the vgg trunk at 256x256.
 - `forward-alex-st`: ST-LPIPS's shift-tolerant alex at 64x64, batch 32, against the PyPI `stlpips-pytorch`
   reference, both with its published weights (the file its wheel ships).
+- `forward-dists`: DISTS at 64x64, batch 32, against the PyPI `dists-pytorch` reference (the same seeded
+  random VGG16 in both, its shipped alpha/beta). E-LPIPS has no reference package: its speed is in
+  `benchmarks/family.py`.
 - `train-lin`: `lin` training steps through the frozen alex trunk, 64x64 triplets, batch 50: the model,
   loss and optimizer the `lin` config builds (`model.fit`) vs. `lpips.Trainer.optimize_parameters`.
 - `train-lin-cached`: keras_percept's cached-feature `lin` epoch (`CachedLinModel` on per-channel means;
@@ -67,6 +70,8 @@ ROWS = {
                     "quick": dict(size=32, batch=4, calls=2)},
     "forward-alex-st": {"kind": "forward", "net": "alex-st",
                         "full": dict(size=64, batch=32, calls=10, repeats=3), "quick": dict(size=32, batch=4, calls=2)},
+    "forward-dists": {"kind": "forward", "net": "dists",
+                      "full": dict(size=64, batch=32, calls=5, repeats=3), "quick": dict(size=32, batch=4, calls=2)},
     "train-lin": {"kind": "train", "net": "alex", "full": dict(size=64, batch=50, steps=8, epochs=3),
                   "quick": dict(size=64, batch=8, steps=2, epochs=2)},
     "train-lin-cached": {"kind": "cached", "net": "alex", "full": dict(size=64, batch=50, steps=400, epochs=3),
@@ -147,12 +152,16 @@ def _reference_worker(row: dict, p: dict, files: dict) -> dict:
     import numpy as np
     import torch
 
-    from torch_reference import _trainer_input, reference_lpips, reference_stlpips, reference_trainer
+    from torch_reference import (_trainer_input, reference_dists, reference_lpips, reference_stlpips,
+                                 reference_trainer)
 
     if row["kind"] == "forward":
-        st = row["net"].endswith("-st")
-        model = reference_stlpips(row["net"][:-3]) if st else reference_lpips(row["net"], seed=SEED)
+        net = row["net"]
         x0, x1 = _pairs(p["size"], p["batch"], SEED)
+        if net == "dists":  # its range is [0, 1]; keras_percept's DISTS here takes [-1, 1]
+            model, x0, x1 = reference_dists(seed=SEED), (x0 + 1) / 2, (x1 + 1) / 2
+        else:
+            model = reference_stlpips(net[:-3]) if net.endswith("-st") else reference_lpips(net, seed=SEED)
         t0, t1 = (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))) for x in (x0, x1))
         with torch.no_grad():
             check = model(t0, t1).numpy().ravel()
@@ -217,7 +226,7 @@ def _lin_model(p: dict, files: dict):
 
 def _onnx_worker(row: dict, p: dict, files: dict) -> dict:
     """The forward rows on the ONNX export of the same `.keras` file, in ONNX Runtime (no training rows)."""
-    if row["kind"] != "forward":
+    if row["kind"] != "forward" or row["net"] + ".onnx" not in files:
         return {}
     import onnxruntime
 
@@ -291,19 +300,22 @@ def _prepare(directory: str, nets: list[str], onnx: bool) -> dict:
     worker runs on TensorFlow) and snapshots the Trainer's start weights."""
     import numpy as np
 
-    from keras_percept.convert import convert_lpips, split_lpips_state_dict
+    from keras_percept.convert import convert_dists, convert_lpips, split_lpips_state_dict
     from keras_percept.export import export_onnx
-    from torch_reference import reference_lpips, reference_trainer, state_dict_numpy
+    from torch_reference import reference_dists, reference_lpips, reference_trainer, state_dict_numpy
 
     files = {}
     for net in nets:
         files[net] = os.path.join(directory, f"{net}.keras")
         if net.endswith("-st"):  # the published ST-LPIPS, as the reference loads it
             convert_lpips(net, trunk_weights="published", output=files[net])
+        elif net == "dists":
+            trunk = {k: v for k, v in state_dict_numpy(reference_dists(seed=SEED)).items() if k not in ("alpha", "beta")}
+            convert_dists(trunk_weights=trunk, alpha_beta="official", input_range="[-1,1]", output=files[net])
         else:
             trunk, _ = split_lpips_state_dict(state_dict_numpy(reference_lpips(net, seed=SEED)))
             convert_lpips(net, trunk_weights=trunk, lin_weights="official", output=files[net])
-        if onnx:
+        if onnx and net != "dists":  # export_onnx takes LPIPS metrics
             files[net + ".onnx"] = export_onnx(files[net], os.path.join(directory, f"{net}.onnx"))
     trainer = reference_trainer("alex", seed=SEED)
     state = {**{f"net.{k}": v for k, v in state_dict_numpy(trainer.net).items()},
