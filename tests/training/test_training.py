@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from keras_percept.adversarial import PGD
 from keras_percept.training import load_config
 from keras_percept.training.config import TrainConfig, from_dict
 
@@ -402,6 +403,21 @@ def test_dists_head_trains_through_the_same_trainer(tiny_root, tmp_path):
 
     plot_linear_weights(metric, str(tmp_path / "weights.png"))  # the plot MLflow gets: alpha and beta panels
     assert os.path.getsize(tmp_path / "weights.png") > 1000
+
+
+@pytest.mark.one_pass  # train() wiring; the trunks and the attack are tested on every backend elsewhere
+def test_st_lpips_from_scratch_and_adversarial_lin_through_train(tiny_root, tmp_path):
+    from keras_percept.training import train
+
+    scratch = train(tiny_config(tiny_root, tmp_path, paradigm="scratch", overrides=[
+        "model.net=alex-st", "steps_per_epoch=2", "optim.epochs=1"]), progress=False, verbose=0)
+    assert scratch.model.metric.net == "alex-st" and scratch.history["trunk_drift"][0] > 0
+    assert keras.saving.load_model(scratch.metric_path).net == "alex-st"
+    config = tiny_config(tiny_root, tmp_path, overrides=["adversarial.norm=linf", "adversarial.steps=2",
+                                                         "steps_per_epoch=2", "optim.epochs=1", "seed=3"])
+    adversarial = train(config, progress=False, verbose=0)
+    assert adversarial.model.attack == PGD(0.0627, steps=2) and not config.uses_feature_cache()
+    assert np.isfinite(adversarial.history["loss"][0]) and 0.0 <= adversarial.evaluation["lpips"]["mean"] <= 1.0
 
 
 @pytest.mark.parametrize("overrides, message", [
