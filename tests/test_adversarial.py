@@ -64,10 +64,10 @@ def test_elpips_draws_new_transforms_at_every_step():
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
-def _twoafc(seed=0):
+def _twoafc(seed=0, trunk_trainable=False):
     keras.utils.set_random_seed(seed)
-    model = TwoAFCModel(LPIPS(net="alex", dropout=0.0), Dist2Logit(), adversarial={"epsilon": 3.0, "steps": 2,
-                                                                                    "norm": "l2"})
+    model = TwoAFCModel(LPIPS(net="alex", dropout=0.0, trunk_trainable=trunk_trainable), Dist2Logit(),
+                        adversarial={"epsilon": 3.0, "steps": 2, "norm": "l2"})
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss=TwoAFCBCE())
     return model
 
@@ -81,10 +81,10 @@ def _batches():
     return out
 
 
-def _manual(batches, stale_attack=False):
+def _manual(batches, stale_attack=False, trunk_trainable=False):
     """Each batch attacked eagerly with the current (or, for the negative control, the initial) weights."""
-    model = _twoafc()
-    initial = _twoafc()
+    model = _twoafc(trunk_trainable=trunk_trainable)
+    initial = _twoafc(trunk_trainable=trunk_trainable)
     attack, model.attack = model.attack, None  # the steps themselves train on what they are given
     for x, h in batches:
         attacker = initial if stale_attack else model
@@ -95,23 +95,24 @@ def _manual(batches, stale_attack=False):
     return model
 
 
-def test_adversarial_fit_trains_on_the_attack_of_the_current_weights():
+@pytest.mark.parametrize("trunk_trainable", [False, True], ids=["lin", "tune"])
+def test_adversarial_fit_trains_on_the_attack_of_the_current_weights(trunk_trainable):
     """fit() with `adversarial` equals: attack each batch with the current weights, then a clean step.
 
     The JAX step reads the weights from its state, not from the variables (stale inside the
     compiled step); the negative control shows that attacking with stale weights gives other weights.
     """
     batches = _batches()
-    model = _twoafc()
+    model = _twoafc(trunk_trainable=trunk_trainable)
     for x, h in batches:
         model.fit(x, h, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    expected = _manual(batches)
-    for got, want in zip(model.metric.lins, expected.metric.lins):
-        np.testing.assert_allclose(_np(got.kernel), _np(want.kernel), rtol=0, atol=1e-6)
-    stale = _manual(batches, stale_attack=True)
+    expected = _manual(batches, trunk_trainable=trunk_trainable)
+    for got, want in zip(model.weights, expected.weights):
+        np.testing.assert_allclose(_np(got), _np(want), rtol=0, atol=1e-6)
+    stale = _manual(batches, stale_attack=True, trunk_trainable=trunk_trainable)
     assert max(float(np.max(np.abs(_np(a.kernel) - _np(b.kernel))))
                for a, b in zip(model.metric.lins, stale.metric.lins)) > 1e-5
-    clean = _twoafc()
+    clean = _twoafc(trunk_trainable=trunk_trainable)
     clean.attack = None
     for x, h in batches:
         clean.train_on_batch(x, h)
