@@ -215,7 +215,7 @@ def _lin_model(p: dict, files: dict):
         "model.net=alex", "model.dropout=0.0", f"data.batch_size={p['batch']}", f"data.patch_size={p['size']}",
         "feature_cache=false"])
     # The builder's "pretrained" trunk is the reference's seeded random one (no ImageNet weights offline).
-    model_builder.load_pretrained_trunk = lambda metric: assign_layer_weights(
+    model_builder.load_pretrained_trunk = lambda metric, source="imagenet": assign_layer_weights(
         metric.backbone, trunk_layer_weights(trunk, "alex"))
     model = model_builder.build_twoafc_model(config)
     assign_layer_weights(model.metric, lin_layer_weights(lins, model.metric.tap_channels))
