@@ -72,7 +72,8 @@ class ModelConfig:
 class DataConfig:
     """Where triplets come from. `dataset`: "embedded" (built offline) or a BAPPS root folder.
 
-    `judge` labels the embedded set: "observer" (simulated) or "cvvdp" (ColorVideoVDP, `pip install cvvdp`).
+    `judge` labels the embedded set: "observer" (simulated) or "cvvdp" (ColorVideoVDP, `pip install cvvdp`);
+    `hold_out_families: false` tests it on the training families (photographs still held out).
     `selection_fraction` of the training triplets form the selection split
     (`keras_percept.data.selection`), which early stopping, the choice among
     restarts and tuning see; the `val` split is the test split, scored once.
@@ -81,6 +82,7 @@ class DataConfig:
 
     dataset: str = "embedded"
     judge: str = "observer"
+    hold_out_families: bool = True
     train_categories: list[str] | None = None
     val_categories: list[str] | None = None
     patch_size: int = 64
@@ -234,6 +236,9 @@ class TrainConfig:
             check_positive_int("steps_per_epoch", self.steps_per_epoch)
         check_range("model.dropout", self.model.dropout, 0.0, 1.0, high_open=True)
         check_range("data.label_smoothing", self.data.label_smoothing, 0.0, 1.0, high_open=True)
+        if not isinstance(self.data.hold_out_families, bool):
+            raise ValueError(
+                f"`data.hold_out_families` must be true or false. Received: {self.data.hold_out_families!r}")
         if self.data.judge not in ("observer", "cvvdp"):
             raise ValueError(f"`data.judge` must be one of ('observer', 'cvvdp'). Received: {self.data.judge!r}")
         if isinstance(self.data.seed, bool) or not isinstance(self.data.seed, int) or self.data.seed < 0:

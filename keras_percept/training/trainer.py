@@ -54,8 +54,8 @@ def dataset_root(config: TrainConfig, progress: bool = True) -> str:
         from keras_percept.data import embedded
 
         return embedded.build(n_train=config.data.n_train, n_val=config.data.n_val, n_jnd=config.data.n_jnd,
-                              seed=config.data.seed, judge=config.data.judge,
-                              patch_size=config.data.patch_size, progress=progress)
+                              seed=config.data.seed, judge=config.data.judge, patch_size=config.data.patch_size,
+                              hold_out_families=config.data.hold_out_families, progress=progress)
     if not os.path.isdir(os.path.join(config.data.dataset, "2afc")):
         raise FileNotFoundError(
             f"`data.dataset` must be 'embedded' or a folder holding 2afc/ (BAPPS layout). "

@@ -12,6 +12,8 @@ from bapps_fixture import SMALL_EMBEDDED
 from keras_percept.data import embedded, index_2afc, index_jnd, load_2afc
 from keras_percept.data.embedded.observer import Observer, magnitude
 from keras_percept.metrics.twoafc import two_afc_score
+from keras_percept.training import load_config
+from keras_percept.training.trainer import dataset_root
 
 pytestmark = pytest.mark.one_pass  # the embedded dataset generator (NumPy, image files)
 
@@ -48,6 +50,27 @@ def test_family_coverage_and_held_out_validation(embedded_root):
     levels = {r[k] for r in train for k in ("severity0", "severity1")}
     assert levels == {0.2, 0.4, 0.6, 0.8, 1.0}
 
+
+def test_families_shared_when_not_held_out(monkeypatch, tmp_path):
+    """`hold_out_families=False`: train and val draw from all 24 families, the photographs stay apart, the
+    default set keeps its cache key, and the training config passes the key through."""
+    monkeypatch.setenv("KERAS_PERCEPT_HOME", str(tmp_path / "home"))
+    small = {**SMALL_EMBEDDED, "n_train": 280, "n_val": 280, "n_jnd": 6}
+    shared = embedded.build(**small, hold_out_families=False)
+    assert embedded.build(**small) != shared
+    assert "hold_out_families" not in embedded.read_manifest(embedded.build(**small))["params"]
+    assert embedded.read_manifest(shared)["params"]["hold_out_families"] is False
+    used = {split: {r[k] for r in embedded.read_metadata(shared, f"2afc_{split}") for k in ("family0", "family1")}
+            for split in ("train", "val")}
+    assert used["train"] == used["val"] == set(embedded.FAMILIES)
+    photos = {split: {r["photo"] for r in embedded.read_metadata(shared, f"2afc_{split}")} for split in ("train", "val")}
+    assert photos["val"] == set(embedded.DEFAULT_VAL_PHOTOS) and not photos["train"] & photos["val"]
+    overrides = [f"data.{k}={v}" for k, v in small.items() if k != "progress"] + ["data.hold_out_families=false"]
+    assert dataset_root(load_config(None, overrides=overrides), progress=False) == shared
+    with pytest.raises(ValueError, match="hold_out_families"):
+        load_config(None, overrides=["data.hold_out_families=maybe"])
+    with pytest.raises(ValueError, match="hold_out_families"):
+        embedded.build(str(tmp_path / "x"), **small, hold_out_families="no")
 
 def test_reader_serves_the_embedded_layout(embedded_root):
     manifest = embedded.read_manifest(embedded_root)

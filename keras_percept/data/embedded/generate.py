@@ -44,6 +44,7 @@ def build(
     judges_jnd: int = 3,
     val_photos: Sequence[str] = DEFAULT_VAL_PHOTOS,
     val_families: Sequence[str] = DEFAULT_VAL_FAMILIES,
+    hold_out_families: bool = True,
     observer_noise: float = 0.1,
     observer_family_spread: float = 0.3,
     observer_lapse: float = 0.05,
@@ -85,6 +86,10 @@ def build(
             `("chelsea", "flower", "motorcycle")`.
         val_families: distortion families reserved for validation and JND.
             Defaults to two per group (`distortions.DEFAULT_VAL_FAMILIES`).
+        hold_out_families: `False`: no family is held out, every split draws
+            from all 24 (`val_families` is unused; photographs stay held out),
+            which asks whether a metric learns the judge on distortions it
+            trained on rather than on new ones. Defaults to `True`.
         observer_noise: `Observer.noise`. Defaults to `0.1`.
         observer_family_spread: `Observer.family_spread`. Defaults to `0.3`.
         observer_lapse: `Observer.lapse`. Defaults to `0.05`.
@@ -108,6 +113,11 @@ def build(
         observer_lapse=observer_lapse, jnd_threshold=jnd_threshold, judge=judge,
     )
     _check_params(params)
+    if hold_out_families is not True:  # only when not the default, so the default sets keep their cache keys
+        if not isinstance(hold_out_families, bool):
+            raise ValueError("Argument `hold_out_families` must be a bool. "
+                             f"Received: hold_out_families={hold_out_families!r}")
+        params["hold_out_families"] = False
     if judge == "cvvdp":
         params["judge_version"] = cvvdp_judge.version()  # in the cache key and the manifest
     if root is None:
@@ -191,11 +201,12 @@ def _matches(root: str, params: dict) -> bool:
 def _split_plan(params: dict) -> dict[str, tuple[list[str], dict[str, list[str]]]]:
     """Per split: its photographs and its families grouped by group."""
     val_photos, val_families = set(params["val_photos"]), set(params["val_families"])
+    shared = not params.get("hold_out_families", True)
     plan = {}
     for split, held_out in (("train", False), ("val", True)):
         photos = [p for p in PHOTOS if (p in val_photos) == held_out]
-        groups = {g: [f for f, fam in FAMILIES.items() if fam.group == g and (f in val_families) == held_out]
-                  for g in GROUPS}
+        groups = {g: [f for f, fam in FAMILIES.items()
+                      if fam.group == g and (shared or (f in val_families) == held_out)] for g in GROUPS}
         plan[split] = (photos, {g: fs for g, fs in groups.items() if fs})
     return plan
 
