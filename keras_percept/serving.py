@@ -29,6 +29,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import Schema, TensorSpec
 
 import keras_percept  # noqa: F401  (registers the package's layers and models for load_model)
+from keras_percept.models.dists import DISTS
 from keras_percept.models.lpips import LPIPS
 
 #: Name of the `.keras` file among the pyfunc model's artifacts.
@@ -58,7 +59,7 @@ class InvalidMetricInput(MlflowException):
 
 
 class MetricModel(mlflow.pyfunc.PythonModel):
-    """A keras_percept LPIPS metric as an MLflow pyfunc model: `{"x0", "x1"}` in, `{"distance"}` out.
+    """A keras_percept LPIPS or DISTS metric as an MLflow pyfunc model: `{"x0", "x1"}` in, `{"distance"}` out.
 
     Example:
 
@@ -70,8 +71,9 @@ class MetricModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         answer_schema_errors_in_one_line()
         self.metric = keras.saving.load_model(context.artifacts[ARTIFACT])
-        if not isinstance(self.metric, LPIPS):
-            raise TypeError(f"The artifact {ARTIFACT!r} holds a {type(self.metric).__name__}, not an LPIPS metric.")
+        if not isinstance(self.metric, (LPIPS, DISTS)):
+            raise TypeError(f"The artifact {ARTIFACT!r} holds a {type(self.metric).__name__}, not an LPIPS or DISTS "
+                            "metric.")
 
     def predict(self, context, model_input, params=None) -> dict[str, np.ndarray]:
         problem = request_problem(model_input)
@@ -150,17 +152,17 @@ def _is_metric_schema(schema) -> bool:
                for spec in schema.inputs)
 
 
-def metric_signature(metric: LPIPS) -> ModelSignature:
-    """`x0`, `x1`: float32 `(-1, -1, -1, 3)` -> `distance`: `(-1,)` (a spatial metric: `(-1, -1, -1, 1)`)."""
+def metric_signature(metric: LPIPS | DISTS) -> ModelSignature:
+    """`x0`, `x1`: float32 `(-1, -1, -1, 3)` -> `distance`: `(-1,)` (a spatial LPIPS: `(-1, -1, -1, 1)`; DISTS has no map)."""
     image = (-1, -1, -1, 3)
-    output = (-1, -1, -1, 1) if metric.spatial else (-1,)
+    output = (-1, -1, -1, 1) if getattr(metric, "spatial", False) else (-1,)
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype("float32"), image, name) for name in INPUTS]),
         outputs=Schema([TensorSpec(np.dtype("float32"), output, "distance")]),
     )
 
 
-def metric_input_example(metric: LPIPS) -> dict[str, np.ndarray]:
+def metric_input_example(metric: LPIPS | DISTS) -> dict[str, np.ndarray]:
     """One pair of small images in the metric's input range (a flat image and a brighter one)."""
     size = max(32, metric.backbone.MIN_SIZE)
     low = -1.0 if metric.input_range == "[-1,1]" else 0.0
