@@ -132,7 +132,6 @@ def test_logged_model_has_a_signature_an_example_and_a_loadable_keras_file(regis
     np.testing.assert_allclose(served.predict({"x0": x0, "x1": x1})["distance"], metric.distance(x0, x1), atol=1e-7)
 
 
-
 def test_a_dists_metric_is_logged_and_served(registered, tmp_path):
     """A DISTS metric (what a tracked `model.metric: dists` run logs) gets the same signature and serves its
     distances (DISTS has no `spatial`: the signature code once asked every metric for it)."""
@@ -151,6 +150,7 @@ def test_a_dists_metric_is_logged_and_served(registered, tmp_path):
     x0, x1 = _images(3, size=40), _images(4, size=40)
     served = mlflow.pyfunc.load_model(info.model_uri)
     np.testing.assert_allclose(served.predict({"x0": x0, "x1": x1})["distance"], metric.distance(x0, x1), atol=1e-6)
+
 
 def _assert_clean_error(status: int, body: str, needle: str) -> str:
     assert 400 <= status < 500, (status, body[:500])

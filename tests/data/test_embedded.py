@@ -72,6 +72,7 @@ def test_families_shared_when_not_held_out(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="hold_out_families"):
         embedded.build(str(tmp_path / "x"), **small, hold_out_families="no")
 
+
 def test_reader_serves_the_embedded_layout(embedded_root):
     manifest = embedded.read_manifest(embedded_root)
     for split, n in (("train", SMALL_EMBEDDED["n_train"]), ("val", SMALL_EMBEDDED["n_val"])):

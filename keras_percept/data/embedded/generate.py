@@ -113,10 +113,10 @@ def build(
         observer_lapse=observer_lapse, jnd_threshold=jnd_threshold, judge=judge,
     )
     _check_params(params)
-    if hold_out_families is not True:  # only when not the default, so the default sets keep their cache keys
-        if not isinstance(hold_out_families, bool):
-            raise ValueError("Argument `hold_out_families` must be a bool. "
-                             f"Received: hold_out_families={hold_out_families!r}")
+    if not isinstance(hold_out_families, (bool, np.bool_)):
+        raise ValueError("Argument `hold_out_families` must be a bool. "
+                         f"Received: hold_out_families={hold_out_families!r}")
+    if not hold_out_families:  # in the key only when not the default, so the default sets keep their cache keys
         params["hold_out_families"] = False
     if judge == "cvvdp":
         params["judge_version"] = cvvdp_judge.version()  # in the cache key and the manifest
