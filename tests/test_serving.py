@@ -137,6 +137,7 @@ def test_a_dists_metric_is_logged_and_served(registered, tmp_path):
     distances (DISTS has no `spatial`: the signature code once asked every metric for it)."""
     import mlflow
 
+    from keras_percept.experiment.tracking import model_requirements
     from keras_percept.models import DISTS
     from keras_percept.serving import log_metric_model
 
@@ -145,7 +146,7 @@ def test_a_dists_metric_is_logged_and_served(registered, tmp_path):
     path = str(tmp_path / "dists.keras")
     metric.save(path)
     with mlflow.start_run():
-        info = log_metric_model(path)
+        info = log_metric_model(path, pip_requirements=model_requirements())
     assert [(s.name, s.shape) for s in info.signature.outputs.inputs] == [("distance", (-1,))]
     x0, x1 = _images(3, size=40), _images(4, size=40)
     served = mlflow.pyfunc.load_model(info.model_uri)
