@@ -9,8 +9,8 @@
 Prints, per paradigm, the wall time, the selection 2AFC (the split carved
 from the training data that early stopping and restarts see) and the test
 2AFC (%) per category on the embedded val split (held-out photographs and,
-unless `data.hold_out_families=false`, distortion families; scored once), next to the classical baselines scored by the same
-code; the speed-up of the cached-feature `lin` over `lin` through the
+unless `data.hold_out_families=false`, distortion families; scored once),
+next to the classical baselines scored by the same code; the speed-up of the cached-feature `lin` over `lin` through the
 trunk; the L-BFGS `lin` solve; and a paired bootstrap comparison of `lin`
 against the best classical baseline; then every metric's test 2AFC with
 a bootstrap 95 % CI, among them the uncalibrated baseline (the ImageNet
